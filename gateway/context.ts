@@ -1,0 +1,9 @@
+/** The gateway's per-request context: who is calling and the id that follows the request downstream. */
+import type { Identity } from '../platform/identity/identity.ts';
+
+export interface GatewayContext {
+  identity: Identity;
+  requestId: string;
+  /** The client's W3C trace context, when it sent a well-formed one. */
+  traceparent?: string;
+}

@@ -1,0 +1,80 @@
+/**
+ * The gateway as a process:
+ *   node --import tsx gateway/main.ts [--supergraph schema/supergraph.graphql] [--port 4000]
+ *     [--host 0.0.0.0] [--subgraph-url name=url …]
+ * Flags win over the environment (SUPERGRAPH_PATH, GATEWAY_PORT, GATEWAY_HOST, SUBGRAPH_URL_<NAME>).
+ * Subscriptions: GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION (100), GATEWAY_MAX_CONNECTIONS_PER_CALLER (20),
+ * GATEWAY_CONNECTION_INIT_TIMEOUT_MS (3000), GATEWAY_KEEPALIVE_MS (12000), SUBSCRIPTION_UPSTREAM_RETRY_ATTEMPTS (8).
+ */
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { generateKeyPair } from 'jose';
+import { intFromEnv, isProduction, keyNames, readSecret } from '../platform/config.ts';
+import { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
+import { importPrivateKey, importPublicKey, signingAlgorithm } from '../platform/identity/keys.ts';
+import { createLogger, errorFields } from '../platform/logging/logger.ts';
+import { stopOnSignals } from '../platform/process/lifecycle.ts';
+import { startGateway } from './server.ts';
+
+const log = createLogger('gateway');
+
+function subgraphUrlsFrom(flags: string[]): Record<string, string> {
+  const urls: Record<string, string> = {};
+  for (const [name, value] of Object.entries(process.env)) {
+    const match = /^SUBGRAPH_URL_(.+)$/.exec(name);
+    if (match && value) urls[match[1]!.toLowerCase()] = value;
+  }
+  for (const flag of flags) {
+    const [name, url] = flag.split(/=(.*)/s);
+    if (!name || !url) throw new Error(`--subgraph-url takes name=url, got "${flag}"`);
+    urls[name.toLowerCase()] = url;
+  }
+  return urls;
+}
+
+async function identitySigner(production: boolean): Promise<GatewayIdentitySigner> {
+  const pem = readSecret(keyNames.gatewayIdentityPrivate);
+  if (pem) return new GatewayIdentitySigner(await importPrivateKey(pem));
+  if (production) throw new Error(`${keyNames.gatewayIdentityPrivate} (or _FILE) must be set in production`);
+  // Lets the gateway front third-party subgraphs with no setup; ours will refuse it, by design.
+  log.warn(`${keyNames.gatewayIdentityPrivate} is not set: signing identities with a throwaway key`);
+  const { privateKey } = await generateKeyPair(signingAlgorithm);
+  return new GatewayIdentitySigner(privateKey);
+}
+
+try {
+  const { values } = parseArgs({
+    options: {
+      supergraph: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      'subgraph-url': { type: 'string', multiple: true },
+    },
+  });
+  const production = isProduction();
+  const supergraphPath = values.supergraph ?? process.env.SUPERGRAPH_PATH ?? 'schema/supergraph.graphql';
+  const tokenKey = readSecret(keyNames.authTokenPublic);
+  if (!tokenKey && production) throw new Error(`${keyNames.authTokenPublic} (or _FILE) must be set in production`);
+  const running = await startGateway({
+    supergraphSdl: readFileSync(supergraphPath, 'utf8'),
+    port: values.port ? Number(values.port) : intFromEnv('GATEWAY_PORT', 4000),
+    host: values.host ?? process.env.GATEWAY_HOST ?? '0.0.0.0',
+    subgraphUrls: subgraphUrlsFrom(values['subgraph-url'] ?? []),
+    ...(tokenKey ? { customerTokenPublicKey: await importPublicKey(tokenKey) } : {}),
+    identitySigner: await identitySigner(production),
+    production,
+    subgraphTimeoutMs: intFromEnv('SUBGRAPH_TIMEOUT_MS', 10_000),
+    apolloTelemetry: process.env.APOLLO_TELEMETRY === 'true',
+    subscriptions: {
+      maxSubscriptionsPerConnection: intFromEnv('GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION', 100),
+      maxConnectionsPerCaller: intFromEnv('GATEWAY_MAX_CONNECTIONS_PER_CALLER', 20),
+      connectionInitWaitTimeoutMs: intFromEnv('GATEWAY_CONNECTION_INIT_TIMEOUT_MS', 3_000),
+      keepAliveMs: intFromEnv('GATEWAY_KEEPALIVE_MS', 12_000),
+      upstream: { retryAttempts: intFromEnv('SUBSCRIPTION_UPSTREAM_RETRY_ATTEMPTS', 8) },
+    },
+  });
+  stopOnSignals('gateway', () => running.stop());
+} catch (error) {
+  log.error('could not start', errorFields(error));
+  process.exit(1);
+}

@@ -1,0 +1,148 @@
+/**
+ * Subscriptions over plain HTTP, for clients that do not use WebSocket, on the same `/graphql`:
+ *
+ * - Apollo's multipart HTTP subscription protocol (what Apollo Client's HttpLink and Apollo
+ *   Sandbox speak to Apollo Router): `Accept: multipart/mixed;subscriptionSpec="1.0"`, answered
+ *   with `multipart/mixed;boundary="graphql";subscriptionSpec="1.0"`, one part per event
+ *   (`{"payload":{…}}`), a `{}` heartbeat part every few seconds, and `--graphql--` at the end.
+ * - Server-Sent Events in graphql-sse's "distinct connections" mode: `Accept: text/event-stream`,
+ *   answered with `event: next` per event and `event: complete` at the end.
+ *
+ * Both authenticate with the request's `Authorization` header, like any HTTP request, and end
+ * the upstream subscription when the client goes away. A request that is not valid gets a JSON
+ * error response (400) before anything is subscribed.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FormattedExecutionResult, GraphQLSchema } from 'graphql';
+import { ErrorCode } from '../../platform/errors/index.ts';
+import { formatGraphQLError } from '../../platform/errors/masking.ts';
+import { sendJson } from '../../platform/http/graphql-http.ts';
+import { timerAt, tokenExpiryOf } from '../authentication.ts';
+import type { GatewayContext } from '../context.ts';
+import type { FederatedSubscriptions } from './federated-subscriptions.ts';
+import { prepareSubscription, type SubscriptionRequest } from './prepare.ts';
+
+export interface HttpSubscriptionOptions {
+  schema: GraphQLSchema;
+  subscriptions: FederatedSubscriptions;
+  production: boolean;
+  /** Multipart heartbeat and SSE comment interval. @default 5_000 */
+  heartbeatMs?: number;
+}
+
+type Protocol = 'multipart' | 'sse';
+
+/** How a client can subscribe here: said wherever a subscription arrives the wrong way. */
+export const subscriptionTransports =
+  'graphql-ws (a WebSocket to this URL), multipart HTTP (Accept: multipart/mixed;subscriptionSpec="1.0") or Server-Sent Events (Accept: text/event-stream)';
+
+export function subscriptionProtocolOf(accept: string | undefined): Protocol | undefined {
+  const value = (accept ?? '').toLowerCase();
+  if (/multipart\/mixed/.test(value) && /subscriptionspec/.test(value)) return 'multipart';
+  if (value.includes('text/event-stream')) return 'sse';
+  return undefined;
+}
+
+/** The streams being served, so the gateway can end them when it stops. */
+export class HttpSubscriptionStreams {
+  readonly #open = new Set<() => void>();
+
+  constructor(private readonly options: HttpSubscriptionOptions) {}
+
+  get open(): number {
+    return this.#open.size;
+  }
+
+  async serve(request: IncomingMessage, response: ServerResponse, body: SubscriptionRequest, context: GatewayContext): Promise<void> {
+    const protocol = subscriptionProtocolOf(request.headers.accept);
+    if (!protocol) {
+      sendJson(response, 400, {
+        errors: [
+          {
+            message: `Subscriptions are served over ${subscriptionTransports}`,
+            extensions: { code: ErrorCode.BAD_REQUEST },
+          },
+        ],
+      });
+      return;
+    }
+    const prepared = prepareSubscription(this.options.schema, body);
+    if (!prepared.ok) {
+      sendJson(response, 400, { errors: prepared.errors.map((error) => formatGraphQLError(error, this.options.production)) });
+      return;
+    }
+    const started = this.options.subscriptions.subscribe({ ...prepared.subscription, context });
+    const writer = protocol === 'multipart' ? multipartWriter(response) : sseWriter(response);
+    response.flushHeaders();
+    if (!(Symbol.asyncIterator in started)) {
+      writer.next(started);
+      writer.end();
+      return;
+    }
+    const events = started;
+    const stop = () => void events.return?.();
+    this.#open.add(stop);
+    const heartbeat = setInterval(() => writer.heartbeat(), this.options.heartbeatMs ?? 5_000);
+    // As on a WebSocket, a stream lives no longer than the token that opened it.
+    const expiresAt = tokenExpiryOf(request.headers.authorization);
+    const expiry =
+      expiresAt === undefined
+        ? undefined
+        : timerAt(expiresAt, () => {
+            writer.next({ errors: [{ message: 'The token has expired: sign in again', extensions: { code: ErrorCode.UNAUTHENTICATED } }] });
+            stop();
+          });
+    // The client went away: leave, which ends the upstream subscription if it was the last one.
+    response.once('close', stop);
+    try {
+      for await (const result of events) writer.next(result);
+    } finally {
+      clearInterval(heartbeat);
+      clearTimeout(expiry);
+      this.#open.delete(stop);
+      response.off('close', stop);
+      if (!response.destroyed) writer.end();
+    }
+  }
+
+  /** Ends every stream (the gateway is stopping): each client gets its end of stream. */
+  closeAll(): void {
+    for (const stop of [...this.#open]) stop();
+  }
+}
+
+interface Writer {
+  next(result: FormattedExecutionResult): void;
+  heartbeat(): void;
+  end(): void;
+}
+
+function multipartWriter(response: ServerResponse): Writer {
+  response.writeHead(200, {
+    'content-type': 'multipart/mixed;boundary="graphql";subscriptionSpec="1.0"',
+    'cache-control': 'no-cache',
+  });
+  // Every part is written with the delimiter that closes it: a client hands a part over only once
+  // it sees the next delimiter (Apollo Client's parser does), so a part left open would wait for
+  // the next event or heartbeat. The last delimiter then becomes the close delimiter, `--graphql--`.
+  response.write('\r\n--graphql');
+  const part = (json: string) => response.write(`\r\ncontent-type: application/json; charset=utf-8\r\n\r\n${json}\r\n--graphql`);
+  return {
+    next: (result) => part(JSON.stringify({ payload: result })),
+    heartbeat: () => part('{}'),
+    end: () => response.end('--\r\n'),
+  };
+}
+
+function sseWriter(response: ServerResponse): Writer {
+  response.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+  });
+  return {
+    next: (result) => response.write(`event: next\ndata: ${JSON.stringify(result)}\n\n`),
+    heartbeat: () => response.write(':\n\n'),
+    end: () => response.end('event: complete\ndata:\n\n'),
+  };
+}

@@ -1,0 +1,80 @@
+/**
+ * The error vocabulary of the platform. Every error a client may see carries an
+ * `extensions.code` it can branch on and a message a person can act on; anything else is an
+ * internal error and is masked in production.
+ */
+import { GraphQLError } from 'graphql';
+
+export const ErrorCode = {
+  BAD_USER_INPUT: 'BAD_USER_INPUT',
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+  CONFLICT: 'CONFLICT',
+  OUT_OF_STOCK: 'OUT_OF_STOCK',
+  PAYMENT_DECLINED: 'PAYMENT_DECLINED',
+  INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
+  /** The request itself is malformed (not its input values): wrong transport, operation kind, shape. */
+  BAD_REQUEST: 'BAD_REQUEST',
+  /** A subgraph a subscription depends on went away and did not come back in time. */
+  SUBGRAPH_UNAVAILABLE: 'SUBGRAPH_UNAVAILABLE',
+  /** A connection opened more subscriptions than the gateway allows. */
+  TOO_MANY_SUBSCRIPTIONS: 'TOO_MANY_SUBSCRIPTIONS',
+  /** A subscriber read its events too slowly and was let go. */
+  SUBSCRIBER_TOO_SLOW: 'SUBSCRIBER_TOO_SLOW',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** Codes whose messages are written for clients and pass through masking unchanged. */
+export const clientErrorCodes: ReadonlySet<string> = new Set([
+  ErrorCode.BAD_USER_INPUT,
+  ErrorCode.UNAUTHENTICATED,
+  ErrorCode.FORBIDDEN,
+  ErrorCode.NOT_FOUND,
+  ErrorCode.CONFLICT,
+  ErrorCode.OUT_OF_STOCK,
+  ErrorCode.PAYMENT_DECLINED,
+  ErrorCode.SUBGRAPH_UNAVAILABLE,
+  ErrorCode.TOO_MANY_SUBSCRIPTIONS,
+  ErrorCode.SUBSCRIBER_TOO_SLOW,
+  // Produced by graphql-js / Apollo Server for malformed operations; safe to show.
+  'GRAPHQL_PARSE_FAILED',
+  'GRAPHQL_VALIDATION_FAILED',
+  'PERSISTED_QUERY_NOT_FOUND',
+  'PERSISTED_QUERY_NOT_SUPPORTED',
+  'OPERATION_RESOLUTION_FAILURE',
+  ErrorCode.BAD_REQUEST,
+]);
+
+/** Invalid input. `field` names the offending argument or input field (e.g. `input.email`). */
+export function badUserInput(message: string, field?: string): GraphQLError {
+  return new GraphQLError(message, {
+    extensions: { code: ErrorCode.BAD_USER_INPUT, ...(field ? { field } : {}) },
+  });
+}
+
+/** Missing or invalid credentials. `httpStatus` makes the whole HTTP response fail (401). */
+export function unauthenticated(message = 'Authentication required', httpStatus?: 401): GraphQLError {
+  return new GraphQLError(message, {
+    extensions: { code: ErrorCode.UNAUTHENTICATED, ...(httpStatus ? { http: { status: httpStatus } } : {}) },
+  });
+}
+
+export function forbidden(message = 'You are not allowed to do this'): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: ErrorCode.FORBIDDEN } });
+}
+
+export function notFound(message: string): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: ErrorCode.NOT_FOUND } });
+}
+
+export function conflict(message: string, field?: string): GraphQLError {
+  return new GraphQLError(message, {
+    extensions: { code: ErrorCode.CONFLICT, ...(field ? { field } : {}) },
+  });
+}
+
+/** Prisma's unique-constraint violation. `meta.target` is not filled in Prisma 7: rely on the code. */
+export function isUniqueViolation(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'P2002';
+}

@@ -1,0 +1,47 @@
+/**
+ * What a client sees of an error. Client errors (a known code, or a DomainError) pass through;
+ * anything else is replaced by a generic message in production, so no SQL, stack trace or
+ * internal address leaks. Stack traces are never sent, in any mode: they belong in logs.
+ */
+import type { GraphQLError, GraphQLFormattedError } from 'graphql';
+import { DomainError } from './domain-error.ts';
+import { clientErrorCodes, ErrorCode } from './index.ts';
+
+export interface MaskingOptions {
+  /** Hide messages of internal errors. @default true in production */
+  maskInternalErrors: boolean;
+}
+
+/** The error a resolver threw, under graphql-js's and Apollo's wrappers. */
+export function originalErrorOf(error: unknown): unknown {
+  let current = error;
+  for (let depth = 0; depth < 5; depth++) {
+    const next = (current as { originalError?: unknown } | null)?.originalError;
+    if (!next) break;
+    current = next;
+  }
+  return current;
+}
+
+/** `formatErrorForClient` for a GraphQLError object (graphql-ws hooks, the gateway's subscriptions). */
+export function formatGraphQLError(error: GraphQLError, production: boolean): GraphQLFormattedError {
+  return formatErrorForClient(error.toJSON(), error, { maskInternalErrors: production });
+}
+
+export function formatErrorForClient(formatted: GraphQLFormattedError, error: unknown, options: MaskingOptions): GraphQLFormattedError {
+  const { stacktrace: _stack, exception: _exception, ...extensions } = (formatted.extensions ?? {}) as Record<string, unknown>;
+  const original = originalErrorOf(error);
+  if (original instanceof DomainError) {
+    return { ...formatted, message: original.message, extensions: { code: original.code, ...(original.field ? { field: original.field } : {}) } };
+  }
+  const code = typeof extensions.code === 'string' ? extensions.code : ErrorCode.INTERNAL_SERVER_ERROR;
+  if (clientErrorCodes.has(code) || !options.maskInternalErrors) {
+    return { ...formatted, extensions: { ...extensions, code } };
+  }
+  return {
+    message: 'Internal server error',
+    ...(formatted.locations ? { locations: formatted.locations } : {}),
+    ...(formatted.path ? { path: formatted.path } : {}),
+    extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR },
+  };
+}

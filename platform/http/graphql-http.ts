@@ -1,0 +1,169 @@
+/**
+ * Serves an Apollo Server over plain `node:http`: the official integration point
+ * (`executeHTTPGraphQLRequest`) plus the few things a server needs around it — a body size limit,
+ * extra routes such as `/health`, and a graceful close. Shared by the gateway and every subgraph.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
+
+export type Route = (request: IncomingMessage, response: ServerResponse) => void | Promise<void>;
+
+export interface GraphQLHttpOptions<TContext extends BaseContext> {
+  apollo: ApolloServer<TContext>;
+  /** Builds the context of one request; throw a GraphQLError with `extensions.http` to refuse it. */
+  context: (request: IncomingMessage) => Promise<TContext>;
+  /** @default '/graphql' */
+  graphqlPath?: string;
+  /** Requests with a larger body are refused with 413. @default 1_048_576 (1 MiB) */
+  maxBodyBytes?: number;
+  /** Other routes by exact path, e.g. `{ '/health': … }`. */
+  routes?: Record<string, Route>;
+  /** While this answers false, GraphQL requests get 503 (e.g. the supergraph is still loading). */
+  isReady?: () => boolean;
+  /**
+   * Sees each GraphQL request (its parsed JSON body, or its GET parameters) before Apollo Server
+   * does; answering true means it served the request itself (the gateway's HTTP subscriptions).
+   */
+  intercept?: (request: IncomingMessage, response: ServerResponse, params: GraphQLRequestParams) => boolean | Promise<boolean>;
+}
+
+/** The GraphQL parameters of a request: a POST's JSON body, or a GET's query string. */
+export interface GraphQLRequestParams {
+  query?: unknown;
+  operationName?: unknown;
+  variables?: unknown;
+  extensions?: unknown;
+}
+
+function paramsOf(method: string | undefined, body: unknown, search: string): GraphQLRequestParams {
+  if (method === 'POST') return body && typeof body === 'object' && !Array.isArray(body) ? (body as GraphQLRequestParams) : {};
+  const query = new URLSearchParams(search);
+  const json = (name: string) => {
+    const value = query.get(name);
+    if (value === null) return undefined;
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      return value; // left for validation to refuse
+    }
+  };
+  return { query: query.get('query') ?? undefined, operationName: query.get('operationName') ?? undefined, variables: json('variables'), extensions: json('extensions') };
+}
+
+class BodyTooLargeError extends Error {}
+
+async function readBody(request: IncomingMessage, limit: number): Promise<string> {
+  const declared = Number(request.headers['content-length'] ?? 0);
+  if (declared > limit) throw new BodyTooLargeError();
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new BodyTooLargeError();
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+export function sendJson(response: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  response.end(text);
+}
+
+function graphQLErrorBody(message: string, code: string) {
+  return { errors: [{ message, extensions: { code } }] };
+}
+
+async function serveGraphQL<TContext extends BaseContext>(
+  options: GraphQLHttpOptions<TContext>,
+  request: IncomingMessage,
+  response: ServerResponse,
+  search: string,
+): Promise<void> {
+  const headers = new HeaderMap();
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value !== undefined) headers.set(name, Array.isArray(value) ? value.join(', ') : value);
+  }
+  let body: unknown;
+  if (request.method === 'POST') {
+    const text = await readBody(request, options.maxBodyBytes ?? 1_048_576);
+    const isJson = (headers.get('content-type') ?? '').includes('json');
+    if (isJson && text.length > 0) {
+      try {
+        body = JSON.parse(text);
+      } catch {
+        sendJson(response, 400, graphQLErrorBody('The request body is not valid JSON', 'BAD_REQUEST'));
+        return;
+      }
+    } else {
+      body = text;
+    }
+  }
+  if (options.intercept && (await options.intercept(request, response, paramsOf(request.method, body, search)))) return;
+  const result = await options.apollo.executeHTTPGraphQLRequest({
+    httpGraphQLRequest: { method: request.method ?? 'GET', headers, search, body },
+    context: () => options.context(request),
+  });
+  for (const [name, value] of result.headers) response.setHeader(name, value);
+  response.statusCode = result.status ?? 200;
+  if (result.body.kind === 'complete') {
+    response.end(result.body.string);
+    return;
+  }
+  for await (const chunk of result.body.asyncIterator) response.write(chunk);
+  response.end();
+}
+
+/** A `node:http` server for the given Apollo Server; call `listen` to start it. */
+export function createGraphQLHttpServer<TContext extends BaseContext>(options: GraphQLHttpOptions<TContext>): Server {
+  const graphqlPath = options.graphqlPath ?? '/graphql';
+  return createServer((request, response) => {
+    const url = new URL(request.url ?? '/', 'http://localhost');
+    const handle = async () => {
+      const route = options.routes?.[url.pathname];
+      if (route) return route(request, response);
+      if (url.pathname === graphqlPath) {
+        if (options.isReady && !options.isReady()) {
+          sendJson(response, 503, graphQLErrorBody('Starting up: try again in a moment', 'SERVICE_UNAVAILABLE'));
+          return;
+        }
+        return serveGraphQL(options, request, response, url.search);
+      }
+      if (url.pathname === '/' && request.method === 'GET') {
+        response.writeHead(302, { location: graphqlPath }).end();
+        return;
+      }
+      sendJson(response, 404, graphQLErrorBody(`Nothing here: GraphQL is served at ${graphqlPath}`, 'NOT_FOUND'));
+    };
+    handle().catch((error: unknown) => {
+      if (response.headersSent) return void response.destroy();
+      if (error instanceof BodyTooLargeError) {
+        sendJson(response, 413, graphQLErrorBody('The request body is too large', 'BAD_REQUEST'));
+        return;
+      }
+      sendJson(response, 500, graphQLErrorBody('Internal server error', 'INTERNAL_SERVER_ERROR'));
+    });
+  });
+}
+
+/** Starts listening and resolves with the bound port (useful with port 0 in tests). */
+export function listen(server: Server, port: number, host = '0.0.0.0'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/** Stops accepting connections and closes idle keep-alive ones so shutdown does not hang. */
+export function close(server: Server): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+    setTimeout(() => server.closeAllConnections(), 5_000).unref();
+  });
+}

@@ -1,0 +1,37 @@
+/**
+ * Who is calling: the identity the gateway verified and forwards to subgraphs. Anonymous callers
+ * have no customer id and no roles; they may browse the catalog and sign in.
+ */
+import { forbidden, unauthenticated } from '../errors/index.ts';
+
+export const roles = ['customer', 'admin'] as const;
+export type Role = (typeof roles)[number];
+
+export interface Identity {
+  /** The customer's id (`sub`), or null for an anonymous caller. */
+  customerId: string | null;
+  roles: readonly Role[];
+}
+
+export const anonymous: Identity = Object.freeze({ customerId: null, roles: [] });
+
+export function isRole(value: unknown): value is Role {
+  return typeof value === 'string' && (roles as readonly string[]).includes(value);
+}
+
+export function isAdmin(identity: Identity): boolean {
+  return identity.roles.includes('admin');
+}
+
+/** The caller's customer id, or UNAUTHENTICATED. */
+export function requireSignedIn(identity: Identity): string {
+  if (!identity.customerId) throw unauthenticated('Sign in to do this');
+  return identity.customerId;
+}
+
+/** Admins only: UNAUTHENTICATED when anonymous, FORBIDDEN when signed in without the role. */
+export function requireAdmin(identity: Identity): string {
+  const customerId = requireSignedIn(identity);
+  if (!isAdmin(identity)) throw forbidden('This needs the admin role');
+  return customerId;
+}

@@ -1,0 +1,116 @@
+/** What every context's `start…Subgraph` takes and returns. */
+import { readFileSync } from 'node:fs';
+import { parse, type DocumentNode } from 'graphql';
+import type { CryptoKey } from 'jose';
+import type { StatementCounter } from '../database/statements.ts';
+import type { EventBus, EventHandler, SubscribeOptions, Subscription } from '../events/bus.ts';
+import { declareConsumers } from '../events/consumers.ts';
+import { OutboxRelay, type OutboxRelayOptions } from '../events/relay.ts';
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
+import { startSubgraph, type RequestScope, type RunningSubgraph } from './server.ts';
+
+export interface ContextSubgraphOptions {
+  databaseUrl: string;
+  /**
+   * The event bus. When given, the context's outbox relay publishes to it and its consumers
+   * subscribe to it; without it the context serves GraphQL only (its events wait in the outbox).
+   */
+  eventBus?: EventBus;
+  /** Options of the outbox relay (tests shorten its intervals). */
+  relay?: Partial<Omit<OutboxRelayOptions, 'databaseUrl' | 'publish'>>;
+  /** 0 picks a free port. */
+  port: number;
+  host?: string;
+  gatewayPublicKey: CryptoKey;
+  production: boolean;
+}
+
+export interface RunningContextSubgraph extends RunningSubgraph {
+  /** SQL statements sent to the context's database so far. */
+  statements: StatementCounter;
+  /** The outbox relay, when an event bus was given. */
+  relay?: OutboxRelay;
+}
+
+/** A durable consumer of other contexts' events, run by the context that owns it. */
+export interface ContextConsumer {
+  /** Durable consumer name on the bus, e.g. `inventory`. */
+  name: string;
+  options: SubscribeOptions;
+  handle: EventHandler;
+}
+
+/** The `schema.graphql` that sits beside the calling module. */
+export function loadTypeDefs(moduleUrl: string): DocumentNode {
+  return parse(readFileSync(new URL('./schema.graphql', moduleUrl), 'utf8'));
+}
+
+interface ContextDatabase {
+  $queryRaw(query: TemplateStringsArray): Promise<unknown>;
+  $disconnect(): Promise<void>;
+}
+
+export interface ContextSubgraphSpec<TContext extends RequestScope> {
+  name: string;
+  /** `import.meta.url` of the context's module; its `schema.graphql` sits beside it. */
+  moduleUrl: string;
+  db: ContextDatabase;
+  statements: StatementCounter;
+  resolvers: GraphQLResolverMap<TContext>;
+  createContext: (scope: RequestScope) => TContext;
+  /** The context's consumers of other contexts' events. */
+  consumers?: readonly ContextConsumer[];
+  /** Serves the schema's Subscription fields over graphql-ws (see subscriptions.ts). */
+  subscriptions?: boolean;
+}
+
+/**
+ * Starts a context's subgraph over its database, and with an event bus its outbox relay and its
+ * consumers. Healthy while the database answers. Stopping stops consumers first (no new
+ * effects), then the relay (what is committed stays in the outbox), then HTTP and the database.
+ */
+export async function startContextSubgraph<TContext extends RequestScope>(
+  options: ContextSubgraphOptions,
+  spec: ContextSubgraphSpec<TContext>,
+): Promise<RunningContextSubgraph> {
+  const running = await startSubgraph<TContext>({
+    name: spec.name,
+    typeDefs: loadTypeDefs(spec.moduleUrl),
+    resolvers: spec.resolvers,
+    createContext: spec.createContext,
+    gatewayPublicKey: options.gatewayPublicKey,
+    isHealthy: async () => (await spec.db.$queryRaw`SELECT 1`, true),
+    production: options.production,
+    port: options.port,
+    ...(options.host ? { host: options.host } : {}),
+    ...(spec.subscriptions ? { subscriptions: true } : {}),
+  });
+  const bus = options.eventBus;
+  const subscriptions: Subscription[] = [];
+  let relay: OutboxRelay | undefined;
+  try {
+    if (bus) {
+      // Every consumer exists before this context publishes anything (see events/consumers.ts).
+      await declareConsumers(bus);
+      for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, consumer.handle));
+      relay = new OutboxRelay({ ...options.relay, name: spec.name, databaseUrl: options.databaseUrl, publish: (event) => bus.publish(event) }).start();
+    }
+  } catch (error) {
+    await Promise.all(subscriptions.map((subscription) => subscription.stop()));
+    await relay?.stop();
+    await running.stop();
+    await spec.db.$disconnect();
+    throw error;
+  }
+  return {
+    ...running,
+    statements: spec.statements,
+    ...(relay ? { relay } : {}),
+    async stop() {
+      await Promise.all(subscriptions.map((subscription) => subscription.stop()));
+      await relay?.stop();
+      await running.stop();
+      await spec.db.$disconnect();
+    },
+  };
+}

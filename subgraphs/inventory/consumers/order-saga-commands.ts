@@ -1,0 +1,33 @@
+/**
+ * The order saga's commands to inventory: ReserveStock, ReleaseStock, CommitStock. Each is
+ * applied in the inbox's transaction, so the command's inbox row, the stock change and the
+ * reply in the outbox commit together; the reply goes back to the orders context on the bus.
+ */
+import { causedBy, type EventEnvelope } from '../../../platform/events/envelope.ts';
+import type { InventoryTransaction } from '../infrastructure/database.ts';
+import { commitStock, releaseStock, reserveStock } from '../infrastructure/stock-reservations.ts';
+import { commitStockCommand, releaseStockCommand, reserveStockCommand } from '../domain/stock-reservation.ts';
+
+export type StockCommandType = 'ReserveStock' | 'ReleaseStock' | 'CommitStock';
+
+/**
+ * The effect of a saga command, checked before any transaction opens: a malformed command
+ * throws InvalidSagaCommand (retried, then parked as a dead letter).
+ */
+export function stockCommandEffect(event: EventEnvelope & { type: StockCommandType }): (tx: InventoryTransaction) => Promise<void> {
+  const causation = causedBy(event);
+  switch (event.type) {
+    case 'ReserveStock': {
+      const command = reserveStockCommand(event);
+      return async (tx) => void (await reserveStock(tx, command, causation));
+    }
+    case 'ReleaseStock': {
+      const command = releaseStockCommand(event);
+      return async (tx) => void (await releaseStock(tx, command, causation));
+    }
+    case 'CommitStock': {
+      const command = commitStockCommand(event);
+      return async (tx) => void (await commitStock(tx, command, causation));
+    }
+  }
+}

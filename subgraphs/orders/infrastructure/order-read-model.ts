@@ -1,0 +1,223 @@
+/**
+ * The read side of orders: the projections (`order_summaries`, `order_timeline`), completed from
+ * the event streams where the projector has not caught up yet, so a client reads its own writes
+ * (an order it just placed is there, PENDING, at once). Lists of orders come from the projection
+ * only, and may lag it by a moment.
+ */
+import DataLoader from 'dataloader';
+import { isUuid } from '../../../platform/ids.ts';
+import type { Order, OrderEvent } from '../domain/order.ts';
+import { projectEvent, projectStream, type OrderSummary, type TimelineEntry } from '../projections/order-summary.ts';
+import type { OrdersDatabase } from './database.ts';
+import type { OrderStore } from './order-store.ts';
+
+/** An order as the API shows it. */
+export interface OrderView extends Omit<OrderSummary, 'version'> {
+  /**
+   * Where its timeline is read: the projection, or the stream when the order itself came from
+   * the stream or from a command just executed (the projection may not have it yet).
+   */
+  timelineSource: 'projection' | 'stream';
+  /**
+   * Set when the view is the order as it was at some version rather than as it is now (an event
+   * of a subscription): its timeline up to then. Subscriptions must not read it through their
+   * loaders, which live as long as the subscription and would answer from their cache.
+   */
+  timelineAsOf?: TimelineEntry[];
+}
+
+/**
+ * An order's states, one per event of its stream, oldest first. `committedBefore` tells whether
+ * the event's transaction had committed when the snapshot passed to `statusHistories` was taken.
+ */
+export interface OrderHistory {
+  states: (OrderSummary & { committedBefore: boolean })[];
+}
+
+/** Where a page of a customer's orders starts: after this order in (placed_at desc, order_id) order. */
+export interface OrderPosition {
+  placedAt: string;
+  orderId: string;
+}
+
+export interface OrderPage {
+  orders: OrderView[];
+  hasNextPage: boolean;
+}
+
+export function viewOfSummary(summary: OrderSummary, timelineSource: OrderView['timelineSource']): OrderView {
+  const { version: _version, ...view } = summary;
+  return { ...view, timelineSource };
+}
+
+/** The view of an order state returned by a command. */
+export function viewOfOrder(order: Order): OrderView {
+  return {
+    orderId: order.id,
+    customerId: order.customerId,
+    status: order.status,
+    reason: order.reason,
+    total: order.total,
+    currency: order.currency,
+    itemCount: order.lines.reduce((sum, line) => sum + line.quantity, 0),
+    items: order.lines,
+    placedAt: order.placedAt,
+    updatedAt: order.updatedAt,
+    timelineSource: 'stream',
+  };
+}
+
+type SummaryRecord = Awaited<ReturnType<OrdersDatabase['orderSummary']['findMany']>>[number];
+
+/** A summary row as `to_jsonb` renders it (snake_case, timestamps as text). */
+function summaryOfJson(json: Record<string, unknown>): OrderSummary {
+  return summaryOf({
+    orderId: json.order_id,
+    customerId: json.customer_id,
+    status: json.status,
+    reason: json.reason,
+    total: json.total,
+    currency: json.currency,
+    itemCount: json.item_count,
+    items: json.items,
+    version: json.version,
+    placedAt: new Date(json.placed_at as string),
+    updatedAt: new Date(json.updated_at as string),
+  } as SummaryRecord);
+}
+
+function summaryOf(row: SummaryRecord): OrderSummary {
+  return {
+    orderId: row.orderId,
+    customerId: row.customerId,
+    status: row.status as OrderSummary['status'],
+    reason: row.reason as OrderSummary['reason'],
+    total: row.total,
+    currency: row.currency,
+    itemCount: row.itemCount,
+    items: row.items as unknown as OrderSummary['items'],
+    version: row.version,
+    placedAt: row.placedAt.toISOString(),
+    updatedAt: row.updatedAt.toISOString(),
+  };
+}
+
+export class OrderReadModel {
+  constructor(
+    private readonly db: OrdersDatabase,
+    private readonly store: OrderStore,
+  ) {}
+
+  /** Per request: summary and timeline of orders from their streams, one statement per batch. */
+  createStreamLoader(): DataLoader<string, ReturnType<typeof projectStream>> {
+    return new DataLoader(async (orderIds) => {
+      const streams = await this.store.readStreams(orderIds);
+      return orderIds.map((id) => projectStream(id, streams.get(id) ?? []));
+    });
+  }
+
+  /**
+   * Per request: orders by id in ONE statement for any number of them: each projected summary
+   * with the events the projector has not applied to it yet (all of them for an order it has not
+   * reached), applied here. So a client always reads its own writes, however far behind the
+   * projector is. Malformed and unknown ids resolve to null without reaching SQL.
+   */
+  createOrderLoader(): DataLoader<string, OrderView | null> {
+    return new DataLoader(async (ids) => {
+      const wanted = [...new Set(ids.filter(isUuid).map((id) => id.toLowerCase()))];
+      const rows =
+        wanted.length === 0
+          ? []
+          : await this.db.$queryRaw<{ order_id: string; kind: 'summary' | 'event'; version: number; body: Record<string, unknown> }[]>`
+              SELECT s.order_id::text AS order_id, 'summary' AS kind, s.version, to_jsonb(s) AS body
+              FROM order_summaries s WHERE s.order_id = ANY(${wanted}::uuid[])
+              UNION ALL
+              SELECT e.order_id::text, 'event', e.version, jsonb_build_object('type', e.type, 'data', e.data)
+              FROM order_events e LEFT JOIN order_summaries s ON s.order_id = e.order_id
+              WHERE e.order_id = ANY(${wanted}::uuid[]) AND e.version > COALESCE(s.version, 0)
+              ORDER BY 1, 3`;
+      const summaries = new Map<string, OrderSummary | null>();
+      const behind = new Set<string>();
+      for (const row of rows) {
+        if (row.kind === 'summary') {
+          summaries.set(row.order_id, summaryOfJson(row.body));
+        } else {
+          const event = row.body as unknown as OrderEvent;
+          summaries.set(row.order_id, projectEvent(summaries.get(row.order_id) ?? null, event, row.version, row.order_id).summary);
+          behind.add(row.order_id);
+        }
+      }
+      return ids.map((id) => {
+        const key = isUuid(id) ? id.toLowerCase() : '';
+        const summary = summaries.get(key);
+        // The projected timeline lacks what the projector has not applied: read it from the stream.
+        return summary ? viewOfSummary(summary, behind.has(key) ? 'stream' : 'projection') : null;
+      });
+    });
+  }
+
+  /** Per request: the projected timelines of orders, one statement for any number of them. */
+  createTimelineLoader(): DataLoader<string, TimelineEntry[]> {
+    return new DataLoader(async (orderIds) => {
+      const rows = await this.db.orderTimelineEntry.findMany({ where: { orderId: { in: [...orderIds] } }, orderBy: [{ orderId: 'asc' }, { position: 'asc' }] });
+      const byOrder = new Map<string, TimelineEntry[]>();
+      for (const row of rows) {
+        const entries = byOrder.get(row.orderId) ?? [];
+        entries.push({ position: row.position, status: row.status as TimelineEntry['status'], at: row.at.toISOString() });
+        byOrder.set(row.orderId, entries);
+      }
+      return orderIds.map((id) => byOrder.get(id) ?? []);
+    });
+  }
+
+  /**
+   * Every state each order went through (its summary after each event), in ONE statement for any
+   * number of orders, read from the streams, so never behind the projector. With `snapshot` (a
+   * `pg_current_snapshot()` as text), each state tells whether its event had committed by then.
+   * Subscriptions send from these, so a client sees every status even when several follow each
+   * other faster than the notifications are read.
+   */
+  async statusHistories(orderIds: readonly string[], snapshot?: string): Promise<Map<string, OrderHistory>> {
+    const wanted = [...new Set(orderIds.filter(isUuid).map((id) => id.toLowerCase()))];
+    const histories = new Map<string, OrderHistory>();
+    if (wanted.length === 0) return histories;
+    const rows = await this.db.$queryRaw<{ order_id: string; version: number; type: OrderEvent['type']; data: OrderEvent['data']; before: boolean }[]>`
+      SELECT order_id::text AS order_id, version, type, data,
+             COALESCE(pg_visible_in_snapshot(tx_id, ${snapshot ?? null}::text::pg_snapshot), false) AS before
+      FROM order_events WHERE order_id = ANY(${wanted}::uuid[]) ORDER BY order_id, version`;
+    let summary: OrderSummary | null = null;
+    for (const row of rows) {
+      let history = histories.get(row.order_id);
+      if (!history) {
+        history = { states: [] };
+        histories.set(row.order_id, history);
+        summary = null;
+      }
+      summary = projectEvent(summary, { type: row.type, data: row.data } as OrderEvent, row.version, row.order_id).summary;
+      history.states.push({ ...summary, committedBefore: row.before });
+    }
+    return histories;
+  }
+
+  /** The database's current snapshot, as text for `statusHistories`. */
+  async currentSnapshot(): Promise<string> {
+    const [row] = await this.db.$queryRaw<{ snapshot: string }[]>`SELECT pg_current_snapshot()::text AS snapshot`;
+    return row!.snapshot;
+  }
+
+  /** A customer's orders, newest first: a keyset page after `after`. */
+  async customerOrders(customerId: string, first: number, after?: OrderPosition): Promise<OrderPage> {
+    const rows = await this.db.orderSummary.findMany({
+      where: {
+        customerId,
+        ...(after
+          ? { OR: [{ placedAt: { lt: new Date(after.placedAt) } }, { placedAt: new Date(after.placedAt), orderId: { gt: after.orderId } }] }
+          : {}),
+      },
+      orderBy: [{ placedAt: 'desc' }, { orderId: 'asc' }],
+      // One row more than asked tells whether another page follows (also for `first: 0`).
+      take: first + 1,
+    });
+    return { orders: rows.slice(0, first).map((row) => viewOfSummary(summaryOf(row), 'projection')), hasNextPage: rows.length > first };
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * Runs order sagas: persists each saga's state in `order_sagas`, and in the SAME transaction
+ * appends the commands it decided to the outbox and applies its order transition. A crash at any
+ * point leaves either all of a step or none of it; after a restart the consumer and the deadline
+ * sweeper pick every saga in flight up where it stood.
+ */
+import { randomUUID } from 'node:crypto';
+import { commandId, type SagaCommandType } from '../../../platform/events/contracts/order-saga.ts';
+import { createEnvelope, type Causation, type EventEnvelope } from '../../../platform/events/envelope.ts';
+import { appendToOutbox, type OutboxTransaction } from '../../../platform/events/outbox.ts';
+import { deterministicUuid } from '../../../platform/ids.ts';
+import { createLogger, errorFields } from '../../../platform/logging/logger.ts';
+import type { OrderCommand } from '../domain/order.ts';
+import { commandPayload, isFinished, react, startSaga, type SagaDecision, type SagaMessage, type SagaState } from './order-saga.ts';
+
+export interface SagaTransaction extends OutboxTransaction {
+  $queryRaw<T = unknown>(query: TemplateStringsArray, ...values: unknown[]): PromiseLike<T>;
+}
+
+interface SagaDatabase<Tx extends SagaTransaction> {
+  $transaction<R>(fn: (tx: Tx) => Promise<R>, options?: { timeout?: number }): Promise<R>;
+}
+
+/** What the saga needs of the order store: apply a command to the order inside a transaction. */
+export interface OrderTransitions<Tx> {
+  executeInTransaction(tx: Tx, orderId: string, command: OrderCommand, causation: Causation): Promise<unknown>;
+}
+
+export interface SagaRunnerOptions {
+  /**
+   * Deadline of each waiting step (stock, payment, shipment). Keep it well above the bus's
+   * redelivery time (EVENT_REDELIVERY_AFTER_MS, 10 s by default): a reply whose handler died
+   * with its process must be redelivered before the step times out. @default 60_000
+   */
+  stepTimeoutMs?: number;
+  /** How often overdue sagas are looked for. @default 500 */
+  sweepIntervalMs?: number;
+}
+
+interface SagaRow {
+  order_id: string;
+  data: SagaState & { correlationId: string };
+  version: number;
+}
+
+const sagaReplies: ReadonlySet<string> = new Set([
+  'StockReserved', 'StockReservationRejected', 'StockReleased', 'StockCommitted',
+  'PaymentAuthorized', 'PaymentDeclined', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded',
+  'ShipmentCreated', 'ShipmentCancelled', 'ShipmentDispatched', 'ShipmentInTransit', 'ShipmentDelivered',
+]);
+
+export class OrderSagaRunner<Tx extends SagaTransaction> {
+  private readonly log = createLogger('orders.saga');
+  private readonly stepTimeoutMs: number;
+  private readonly sweepIntervalMs: number;
+
+  constructor(
+    private readonly db: SagaDatabase<Tx>,
+    private readonly orders: OrderTransitions<Tx>,
+    options: SagaRunnerOptions = {},
+  ) {
+    this.stepTimeoutMs = options.stepTimeoutMs ?? 60_000;
+    this.sweepIntervalMs = options.sweepIntervalMs ?? 500;
+  }
+
+  /** Starts the saga of a just-placed order, inside the transaction that placed it. */
+  async start(tx: Tx, initial: Omit<SagaState, 'step'>, causation: Causation): Promise<void> {
+    await this.apply(tx, startSaga(initial), 0, causation, true);
+  }
+
+  /** Moves the saga of the order a reply is about; a reply for no saga is ignored. */
+  async onReply(tx: Tx, event: EventEnvelope): Promise<void> {
+    if (!sagaReplies.has(event.type)) return;
+    const orderId = String((event.payload as { orderId?: unknown }).orderId ?? event.aggregateId);
+    const message = { type: event.type, payload: event.payload } as SagaMessage;
+    await this.advance(tx, orderId, message, { correlationId: event.correlationId, causationId: event.eventId, traceparent: event.traceparent });
+  }
+
+  /** The customer (or an admin) asks to cancel: compensates and cancels, or CONFLICT from the order rules. */
+  async requestCancellation(orderId: string, causation: Causation): Promise<void> {
+    await this.db.$transaction(async (tx) => {
+      const moved = await this.advance(tx, orderId, { type: 'CancellationRequested' }, causation);
+      // An order without a saga (none should exist) is cancelled by its own rules alone.
+      if (!moved) await this.orders.executeInTransaction(tx, orderId, { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED', at: new Date().toISOString() }, causation);
+    });
+  }
+
+  /** Looks for sagas whose step missed its deadline, every `sweepIntervalMs`, until stopped. */
+  startDeadlineSweeper(): { stop(): Promise<void> } {
+    let stopped = false;
+    let running: Promise<void> = Promise.resolve();
+    const timer = setInterval(() => {
+      if (stopped) return;
+      running = running.then(async () => void (await this.sweepOnce())).catch((error: unknown) => this.log.error('deadline sweep failed', errorFields(error)));
+    }, this.sweepIntervalMs);
+    return {
+      stop: async () => {
+        stopped = true;
+        clearInterval(timer);
+        await running;
+      },
+    };
+  }
+
+  /** Times out every overdue saga (several sweepers on replicas share the work: SKIP LOCKED). */
+  async sweepOnce(): Promise<number> {
+    return this.db.$transaction(async (tx) => {
+      const overdue = await tx.$queryRaw<SagaRow[]>`
+        SELECT order_id, data, version FROM order_sagas
+        WHERE status = 'RUNNING' AND deadline_at <= now()
+        ORDER BY deadline_at LIMIT 20 FOR UPDATE SKIP LOCKED`;
+      for (const row of overdue) {
+        this.log.info('saga step missed its deadline', { orderId: row.order_id, step: row.data.step });
+        await this.apply(tx, react(row.data, { type: 'DeadlinePassed' }), row.version, { correlationId: row.data.correlationId, causationId: randomUUID() });
+      }
+      return overdue.length;
+    });
+  }
+
+  private async advance(tx: Tx, orderId: string, message: SagaMessage, causation: Causation): Promise<boolean> {
+    const [row] = await tx.$queryRaw<SagaRow[]>`SELECT order_id, data, version FROM order_sagas WHERE order_id = ${orderId}::uuid FOR UPDATE`;
+    if (!row) return false;
+    await this.apply(tx, react(row.data, message), row.version, causation);
+    return true;
+  }
+
+  private async apply(tx: Tx, decision: SagaDecision, previousVersion: number, causation: Causation, insert = false): Promise<void> {
+    const { state } = decision;
+    const version = previousVersion + 1;
+    const data = JSON.stringify({ ...state, correlationId: causation.correlationId });
+    const status = isFinished(state.step) ? 'DONE' : 'RUNNING';
+    const deadline = decision.awaitsDeadline ? new Date(Date.now() + this.stepTimeoutMs) : null;
+    if (insert) {
+      await tx.$executeRaw`
+        INSERT INTO order_sagas (order_id, status, step, data, deadline_at, updated_at, version)
+        VALUES (${state.orderId}::uuid, ${status}, ${state.step}, ${data}::jsonb, ${deadline}, now(), ${version})`;
+    } else {
+      await tx.$executeRaw`
+        UPDATE order_sagas SET status = ${status}, step = ${state.step}, data = ${data}::jsonb, deadline_at = ${deadline}, updated_at = now(), version = ${version}
+        WHERE order_id = ${state.orderId}::uuid`;
+    }
+    const commands = decision.commands.map((command) => this.commandEnvelope(state, command.type, version, causation, command.late ?? false));
+    await appendToOutbox(tx, commands);
+    if (decision.orderTransition) {
+      await this.orders.executeInTransaction(tx, state.orderId, { ...decision.orderTransition, at: new Date().toISOString() } as OrderCommand, causation);
+    }
+  }
+
+  private commandEnvelope(state: SagaState, type: SagaCommandType, version: number, causation: Causation, late: boolean): EventEnvelope {
+    const envelope = createEnvelope('orders', { type, aggregateType: 'Order', aggregateId: state.orderId, aggregateVersion: version, payload: commandPayload(state, type) }, causation);
+    // The same command is the same message however often it is sent: downstream inboxes drop repeats.
+    envelope.eventId = late ? deterministicUuid('order-saga-command', `${state.orderId}:${type}:late`) : commandId(state.orderId, type);
+    return envelope;
+  }
+}

@@ -1,0 +1,44 @@
+/**
+ * Plugs the order saga into the orders subgraph: placing an order starts it (same transaction),
+ * a customer's cancellation goes through it (so it compensates), the replies of inventory,
+ * payments and shipping move it (through the inbox), and a sweeper enforces step deadlines.
+ */
+import { sagaReplyTypes } from '../../../platform/events/contracts/order-saga.ts';
+import type { EventEnvelope } from '../../../platform/events/envelope.ts';
+import { handleOnce } from '../../../platform/events/inbox.ts';
+import type { EventHandler } from '../../../platform/events/bus.ts';
+import { ordersConsumerName } from '../consumers/catalog-prices.ts';
+import type { OrdersTransaction } from '../infrastructure/order-store.ts';
+import type { OrdersServices, SagaWiring } from '../subgraph.ts';
+import { OrderSagaRunner, type SagaRunnerOptions } from './saga-runner.ts';
+
+export function orderSaga(options: SagaRunnerOptions = {}): (services: OrdersServices) => SagaWiring {
+  return ({ db, store }) => {
+    const runner = new OrderSagaRunner<OrdersTransaction>(db, store, options);
+    const sweeper = runner.startDeadlineSweeper();
+    const onReply: EventHandler = async (event: EventEnvelope) => {
+      // Replies come from several aggregates (StockReservation, Payment, Shipment), each with its
+      // own versions: monotonic per aggregate, and the saga itself ignores what no longer applies.
+      await handleOnce(db, ordersConsumerName, event, (tx) => runner.onReply(tx, event), { ordering: 'monotonic' });
+    };
+    return {
+      placeOrderHook: (tx, placed, causation) =>
+        runner.start(
+          tx,
+          {
+            orderId: placed.order.id,
+            customerId: placed.order.customerId,
+            lines: placed.order.lines.map(({ productId, quantity }) => ({ productId, quantity })),
+            amount: placed.order.total,
+            currency: placed.order.currency,
+            paymentToken: placed.paymentToken,
+            shippingAddress: placed.order.shippingAddress,
+          },
+          causation,
+        ),
+      requestCancellation: (orderId, causation) => runner.requestCancellation(orderId, causation),
+      eventHandlers: Object.fromEntries(sagaReplyTypes.map((type) => [type, onReply])),
+      stop: () => sweeper.stop(),
+    };
+  };
+}

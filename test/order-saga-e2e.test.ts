@@ -1,0 +1,202 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { deterministicUuid } from '../platform/ids.ts';
+import { demoProducts, demoUsers } from '../scripts/demo/data.ts';
+import { seedDemoData } from '../scripts/demo/seed.ts';
+import { connectInventoryDatabase } from '../subgraphs/inventory/infrastructure/database.ts';
+import { errorCodes, graphql, type GraphQLResponse } from './support/graphql.ts';
+import { startStack, type Stack } from './support/stack.ts';
+import { waitFor } from './support/wait.ts';
+
+const inStock = demoProducts.filter((p) => p.stock >= 20);
+const soldOut = demoProducts.find((p) => p.stock === 0)!;
+const address = { name: 'Carl Customer', line1: '1 Main Street', city: 'Berlin', postalCode: '10115', country: 'DE' };
+const orderFields = `id status reason total itemCount
+  items { quantity unitPrice product { id name } }
+  payment { status }
+  shipment { trackingNumber status }
+  timeline { status }`;
+
+
+describe('placing an order through the gateway: the saga across inventory, payments and shipping', () => {
+  let stack: Stack;
+  let customer: string;
+  let otherCustomer: string;
+  let admin: string;
+
+  beforeAll(async () => {
+    // Deadlines generous enough for a loaded 2-core CI machine; tok_slow answers well after them.
+    stack = await startStack({ eventBus: 'postgres', sagaStepTimeoutMs: 8_000, slowPaymentDelayMs: 10_000 });
+    await seedDemoData(stack.databaseUrls);
+    customer = await stack.tokenFor({ customerId: deterministicUuid('customer', demoUsers.customer.email) });
+    otherCustomer = await stack.tokenFor({ customerId: randomUUID() });
+    admin = await stack.tokenFor({ customerId: deterministicUuid('customer', demoUsers.admin.email), roles: ['customer', 'admin'] });
+  }, 120_000);
+  afterAll(() => stack?.stop());
+
+  async function place(lines: { productId: string; quantity: number }[], paymentToken = 'tok_visa', token = customer) {
+    const response = await graphql(stack.gatewayUrl, {
+      query: `mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }`,
+      variables: { input: { lines, shippingAddress: address, paymentToken, idempotencyKey: randomUUID() } },
+      token,
+    });
+    expect(response.errors).toBeUndefined();
+    expect(response.data!.placeOrder.status).toBe('PENDING');
+    return response.data!.placeOrder.id as string;
+  }
+
+  const read = (id: string, token = customer) => graphql(stack.gatewayUrl, { query: `query ($id: ID!) { order(id: $id) { ${orderFields} } }`, variables: { id }, token });
+
+  function untilStatus(id: string, status: string, also: (order: Record<string, any>) => boolean = () => true) {
+    return waitFor(`order ${status}`, async () => {
+      const order = (await read(id)).data?.order;
+      return order?.status === status && also(order) ? order : undefined;
+    });
+  }
+
+  async function stockOf(productId: string) {
+    return (await graphql(stack.gatewayUrl, { query: `{ product(id: "${productId}") { stock { available reserved } } }` })).data!.product.stock as { available: number; reserved: number };
+  }
+
+  async function advance(orderId: string, to: string): Promise<GraphQLResponse> {
+    return graphql(stack.gatewayUrl, { query: `mutation { advanceShipment(orderId: "${orderId}", to: ${to}) { status } }`, token: admin });
+  }
+
+  it('goes PENDING → CONFIRMED → SHIPPED → DELIVERED, each field resolved by the context that owns it', async () => {
+    const product = inStock[0]!;
+    const before = await stockOf(product.id);
+    const id = await place([{ productId: product.id, quantity: 2 }]);
+
+    const confirmed = await untilStatus(id, 'CONFIRMED', (o) => o.payment?.status === 'AUTHORIZED' && o.shipment?.status === 'CREATED');
+    expect(confirmed).toMatchObject({ total: product.price * 2, itemCount: 2, items: [{ quantity: 2, unitPrice: product.price, product: { id: product.id, name: product.name } }] });
+    expect(confirmed.shipment.trackingNumber).toMatch(/^CSG\d+/);
+    expect(await stockOf(product.id)).toEqual({ available: before.available - 2, reserved: before.reserved + 2 });
+
+    expect((await advance(id, 'DISPATCHED')).errors).toBeUndefined();
+    await untilStatus(id, 'SHIPPED', (o) => o.payment?.status === 'CAPTURED');
+    await waitFor('the reservation committed', async () => ((await stockOf(product.id)).reserved === before.reserved ? true : undefined));
+    expect(await stockOf(product.id)).toEqual({ available: before.available - 2, reserved: before.reserved });
+
+    await advance(id, 'IN_TRANSIT');
+    await advance(id, 'DELIVERED');
+    const delivered = await untilStatus(id, 'DELIVERED');
+    expect(delivered.timeline.map((t: { status: string }) => t.status)).toEqual(['PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED']);
+  });
+
+  it('rejects an order for a sold-out product with OUT_OF_STOCK, taking no stock', async () => {
+    const product = inStock[1]!;
+    const before = await stockOf(product.id);
+    const id = await place([{ productId: product.id, quantity: 1 }, { productId: soldOut.id, quantity: 1 }]);
+    const rejected = await untilStatus(id, 'REJECTED');
+    expect(rejected.reason).toBe('OUT_OF_STOCK');
+    expect(await stockOf(product.id)).toEqual(before);
+  });
+
+  it('cancels with PAYMENT_DECLINED and releases the stock when the payment is declined', async () => {
+    const product = inStock[2]!;
+    const before = await stockOf(product.id);
+    const id = await place([{ productId: product.id, quantity: 3 }], 'tok_declined');
+    const cancelled = await untilStatus(id, 'CANCELLED');
+    expect(cancelled.reason).toBe('PAYMENT_DECLINED');
+    await waitFor('the stock released', async () => ((await stockOf(product.id)).available === before.available ? true : undefined));
+    expect(await stockOf(product.id)).toEqual(before);
+  });
+
+  it('cancels with TIMEOUT when the payment provider misses the deadline, releases the stock and voids the late authorization', async () => {
+    const product = inStock[3]!;
+    const before = await stockOf(product.id);
+    const id = await place([{ productId: product.id, quantity: 1 }], 'tok_slow');
+    const cancelled = await untilStatus(id, 'CANCELLED');
+    expect(cancelled.reason).toBe('TIMEOUT');
+    await untilStatus(id, 'CANCELLED', (o) => o.payment?.status === 'VOIDED');
+    await waitFor('the stock released', async () => ((await stockOf(product.id)).available === before.available ? true : undefined));
+    expect(await stockOf(product.id)).toEqual(before);
+  });
+
+  it('lets its customer cancel a confirmed order: stock released, authorization voided, shipment cancelled', async () => {
+    const product = inStock[4]!;
+    const before = await stockOf(product.id);
+    const id = await place([{ productId: product.id, quantity: 1 }]);
+    await untilStatus(id, 'CONFIRMED', (o) => o.shipment?.status === 'CREATED');
+    const cancel = await graphql(stack.gatewayUrl, { query: `mutation { cancelOrder(id: "${id}") { status reason } }`, token: customer });
+    expect(cancel.errors).toBeUndefined();
+    const cancelled = await untilStatus(id, 'CANCELLED', (o) => o.payment?.status === 'VOIDED' && o.shipment?.status === 'CANCELLED');
+    expect(cancelled.reason).toBe('CUSTOMER_CANCELLED');
+    await waitFor('the stock released', async () => ((await stockOf(product.id)).available === before.available ? true : undefined));
+  });
+
+  it('refuses to cancel an order after dispatch with CONFLICT', async () => {
+    const id = await place([{ productId: inStock[5]!.id, quantity: 1 }]);
+    await untilStatus(id, 'CONFIRMED', (o) => o.shipment?.status === 'CREATED');
+    await advance(id, 'DISPATCHED');
+    await untilStatus(id, 'SHIPPED');
+    const cancel = await graphql(stack.gatewayUrl, { query: `mutation { cancelOrder(id: "${id}") { status } }`, token: customer });
+    expect(errorCodes(cancel)).toEqual(['CONFLICT']);
+  });
+
+  it("shows a customer only their own orders: someone else's is FORBIDDEN, and their list is their own", async () => {
+    const id = await place([{ productId: inStock[6]!.id, quantity: 1 }]);
+    const foreign = await read(id, otherCustomer);
+    expect(foreign.data?.order ?? null).toBeNull();
+    expect(errorCodes(foreign)).toContain('FORBIDDEN');
+    const cancel = await graphql(stack.gatewayUrl, { query: `mutation { cancelOrder(id: "${id}") { status } }`, token: otherCustomer });
+    expect(errorCodes(cancel)).toEqual(['NOT_FOUND']);
+    // The list is a projection: it catches up with a new order within moments.
+    await waitFor('the order in the customer list', async () => {
+      const mine = await graphql(stack.gatewayUrl, { query: '{ me { orders(first: 50) { edges { node { id } } } } }', token: customer });
+      return mine.data?.me.orders.edges.some((e: { node: { id: string } }) => e.node.id === id) ? true : undefined;
+    });
+    const theirs = await graphql(stack.gatewayUrl, { query: '{ me { orders(first: 50) { edges { node { id } } } } }', token: otherCustomer });
+    expect(theirs.data?.me ?? null).toBeNull();
+  });
+});
+
+describe('inventory never oversells through the whole saga', { timeout: 180_000 }, () => {
+  let stack: Stack;
+  let customer: string;
+  beforeAll(async () => {
+    // Deadlines far beyond the race's duration: this is about oversell, not about speed.
+    stack = await startStack({ eventBus: 'postgres', sagaStepTimeoutMs: 120_000 });
+    await seedDemoData(stack.databaseUrls);
+    customer = await stack.tokenFor({ customerId: deterministicUuid('customer', demoUsers.customer.email) });
+  }, 120_000);
+  afterAll(() => stack?.stop());
+
+  async function place(lines: { productId: string; quantity: number }[]) {
+    const response = await graphql(stack.gatewayUrl, {
+      query: `mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }`,
+      variables: { input: { lines, shippingAddress: address, paymentToken: 'tok_visa', idempotencyKey: randomUUID() } },
+      token: customer,
+    });
+    expect(response.errors).toBeUndefined();
+    return response.data!.placeOrder.id as string;
+  }
+
+  async function stockOf(productId: string) {
+    return (await graphql(stack.gatewayUrl, { query: `{ product(id: "${productId}") { stock { available reserved } } }` })).data!.product.stock as { available: number; reserved: number };
+  }
+
+  it('gives exactly 10 CONFIRMED and 90 REJECTED for 100 concurrent orders of a product with 10 units', async () => {
+    const product = inStock[7]!;
+    const stock = connectInventoryDatabase(stack.databaseUrls.inventory).db;
+    try {
+      await stock.stockItem.update({ where: { productId: product.id }, data: { available: 10, reserved: 0 } });
+      const ids = await Promise.all(Array.from({ length: 100 }, () => place([{ productId: product.id, quantity: 1 }])));
+      const statuses = await waitFor('every order decided', async () => {
+        const response = await graphql(stack.gatewayUrl, {
+          query: `{ ${ids.map((id, i) => `o${i}: order(id: "${id}") { status }`).join(' ')} }`,
+          token: customer,
+        });
+        const all = Object.values(response.data ?? {}).map((order) => (order as { status: string }).status);
+        return all.length === 100 && all.every((status) => status !== 'PENDING') ? all : undefined;
+      }, 150_000);
+      const counts = statuses.reduce<Record<string, number>>((acc, status) => ({ ...acc, [status]: (acc[status] ?? 0) + 1 }), {});
+      expect(counts).toEqual({ CONFIRMED: 10, REJECTED: 90 });
+      expect(statuses.filter((status) => status === 'CONFIRMED')).toHaveLength(10);
+      expect(statuses.filter((status) => status === 'REJECTED')).toHaveLength(90);
+      expect(await stockOf(product.id)).toEqual({ available: 0, reserved: 10 });
+    } finally {
+      await stock.$disconnect();
+    }
+  });
+});

@@ -1,0 +1,314 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { AuthorizePayment } from '../platform/events/contracts/order-saga.ts';
+import type { EventEnvelope } from '../platform/events/envelope.ts';
+import type { Identity } from '../platform/identity/identity.ts';
+import { PaymentChangedMeanwhile, decide, type Payment } from '../subgraphs/payments/domain/payment.ts';
+import { ProviderError } from '../subgraphs/payments/domain/payment-provider.ts';
+import { connectPaymentsDatabase, type PaymentsDatabase } from '../subgraphs/payments/infrastructure/database.ts';
+import { SimulatedPaymentProvider } from '../subgraphs/payments/infrastructure/simulated-provider.ts';
+import { startPaymentsSubgraph } from '../subgraphs/payments/subgraph.ts';
+import { sagaCommand, startContextHarness, type ContextHarness } from './support/context-harness.ts';
+import { errorCodes } from './support/graphql.ts';
+import type { TestBusKind } from './support/stack.ts';
+
+const replyTypes = ['PaymentAuthorized', 'PaymentDeclined', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded'];
+const slowTokenDelayMs = 1_500;
+
+function startPayments(bus: TestBusKind): Promise<ContextHarness> {
+  return startContextHarness({
+    context: 'payments',
+    bus,
+    start: (options) => startPaymentsSubgraph({ ...options, simulatedProvider: { slowTokenDelayMs } }),
+    observe: replyTypes,
+  });
+}
+
+function authorizeCommand(orderId: string, paymentToken: string, customerId: string = randomUUID()): AuthorizePayment {
+  return { orderId, customerId, amount: 4_998, currency: 'EUR', paymentToken };
+}
+
+describe.each<TestBusKind>(['postgres', 'nats'])('payments answers the order saga on the %s bus', (busKind) => {
+  let payments: ContextHarness;
+
+  beforeAll(async () => {
+    payments = await startPayments(busKind);
+  });
+  afterAll(() => payments?.stop());
+
+  const repliesTo = (orderId: string) => payments.observed.filter((event) => event.aggregateId === orderId);
+  const typesOf = (orderId: string) => repliesTo(orderId).map((event) => [event.type, event.aggregateVersion]);
+  /** Waits until the order has received `count` replies; the last one. */
+  async function nthReply(orderId: string, count: number): Promise<EventEnvelope> {
+    await payments.waitForEvent(`reply ${count} to ${orderId}`, () => repliesTo(orderId).length >= count);
+    return repliesTo(orderId)[count - 1]!;
+  }
+  const paymentRow = async (orderId: string) => (await payments.sql('SELECT * FROM payments WHERE order_id = $1', [orderId]))[0];
+
+  it('authorizes tok_visa and replies PaymentAuthorized as version 1 of the payment, caused by the command', async () => {
+    const orderId = randomUUID();
+    const command = sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_visa'), 1);
+    await payments.publish(command);
+    const reply = await nthReply(orderId, 1);
+    const row = await paymentRow(orderId);
+    expect(reply).toMatchObject({
+      type: 'PaymentAuthorized',
+      source: 'payments',
+      aggregateType: 'Payment',
+      aggregateId: orderId,
+      aggregateVersion: 1,
+      payload: { orderId, paymentId: row!.id, amount: 4_998, currency: 'EUR' },
+      correlationId: command.correlationId,
+      causationId: command.eventId,
+    });
+    expect(row).toMatchObject({ status: 'AUTHORIZED', card_brand: 'visa', decline_reason: null, version: 1 });
+    expect(row!.provider_reference).toMatch(/^sim_auth_/);
+  });
+
+  it('declines tok_declined as card_declined and an unknown token as unknown_token', async () => {
+    const [declined, unknown] = [randomUUID(), randomUUID()];
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(declined, 'tok_declined'), 1));
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(unknown, 'tok_mastercard_4242'), 1));
+    expect(await nthReply(declined, 1)).toMatchObject({ type: 'PaymentDeclined', aggregateVersion: 1, payload: { orderId: declined, reason: 'card_declined' } });
+    expect(await nthReply(unknown, 1)).toMatchObject({ type: 'PaymentDeclined', aggregateVersion: 1, payload: { orderId: unknown, reason: 'unknown_token' } });
+    expect(await paymentRow(declined)).toMatchObject({ status: 'DECLINED', decline_reason: 'card_declined', provider_reference: null, authorized_at: null });
+  });
+
+  it('answers another AuthorizePayment for a decided order with the same outcome, and applies a re-sent one once', async () => {
+    const orderId = randomUUID();
+    const first = sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_declined'), 1);
+    await payments.publish(first);
+    const original = await nthReply(orderId, 1);
+    await payments.publish(first); // the same command again, as after a crash of the saga
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_visa'), 3, { eventId: randomUUID() }));
+    const again = await nthReply(orderId, 2);
+    expect(again.eventId).not.toBe(original.eventId);
+    expect(again).toMatchObject({ type: 'PaymentDeclined', aggregateVersion: 1, payload: original.payload });
+    expect(typesOf(orderId)).toEqual([['PaymentDeclined', 1], ['PaymentDeclined', 1]]);
+    expect(await payments.sql('SELECT operation FROM provider_operations WHERE idempotency_key = $1', [orderId])).toEqual([{ operation: 'authorize' }]);
+  });
+
+  it('captures an authorized payment, then refunds it, with versions 2 and 3', async () => {
+    const orderId = randomUUID();
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_visa'), 1));
+    const authorized = await nthReply(orderId, 1);
+    await payments.publish(sagaCommand('CapturePayment', { orderId }, 2));
+    expect(await nthReply(orderId, 2)).toMatchObject({ type: 'PaymentCaptured', aggregateVersion: 2, payload: { orderId, paymentId: authorized.payload.paymentId, amount: 4_998, currency: 'EUR' } });
+    await payments.publish(sagaCommand('RefundPayment', { orderId }, 3));
+    expect(await nthReply(orderId, 3)).toMatchObject({ type: 'PaymentRefunded', aggregateVersion: 3, payload: { orderId, paymentId: authorized.payload.paymentId, amount: 4_998 } });
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'REFUNDED', version: 3 });
+    const history = await payments.sql('SELECT status, version FROM payment_status_changes WHERE payment_id = $1 ORDER BY version', [authorized.payload.paymentId]);
+    expect(history).toEqual([{ status: 'AUTHORIZED', version: 1 }, { status: 'CAPTURED', version: 2 }, { status: 'REFUNDED', version: 3 }]);
+  });
+
+  it('voids an authorized payment, and then neither captures nor refunds it', async () => {
+    const orderId = randomUUID();
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_visa'), 1));
+    await payments.publish(sagaCommand('VoidPayment', { orderId }, 2));
+    expect(await nthReply(orderId, 2)).toMatchObject({ type: 'PaymentVoided', aggregateVersion: 2 });
+    await payments.publish(sagaCommand('CapturePayment', { orderId }, 3));
+    await payments.publish(sagaCommand('RefundPayment', { orderId }, 4));
+    // Another void is answered again: once it is, the capture and refund before it were handled.
+    await payments.publish(sagaCommand('VoidPayment', { orderId }, 5, { eventId: randomUUID() }));
+    await nthReply(orderId, 3);
+    expect(typesOf(orderId)).toEqual([['PaymentAuthorized', 1], ['PaymentVoided', 2], ['PaymentVoided', 2]]);
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'VOIDED', captured_at: null, refunded_at: null });
+  });
+
+  it('replies nothing to a void of no payment or of a declined one', async () => {
+    const orderId = randomUUID();
+    await payments.publish(sagaCommand('VoidPayment', { orderId }, 1));
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_declined'), 2));
+    await nthReply(orderId, 1);
+    await payments.publish(sagaCommand('VoidPayment', { orderId }, 3, { eventId: randomUUID() }));
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_declined'), 4, { eventId: randomUUID() }));
+    await nthReply(orderId, 2);
+    expect(typesOf(orderId)).toEqual([['PaymentDeclined', 1], ['PaymentDeclined', 1]]);
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'DECLINED', voided_at: null });
+  });
+
+  it('refuses to refund a payment not captured and to void a captured one', async () => {
+    const orderId = randomUUID();
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_visa'), 1));
+    await payments.publish(sagaCommand('RefundPayment', { orderId }, 2));
+    await payments.publish(sagaCommand('CapturePayment', { orderId }, 3));
+    await payments.publish(sagaCommand('VoidPayment', { orderId }, 4));
+    await payments.publish(sagaCommand('CapturePayment', { orderId }, 5, { eventId: randomUUID() }));
+    await nthReply(orderId, 3);
+    expect(typesOf(orderId)).toEqual([['PaymentAuthorized', 1], ['PaymentCaptured', 2], ['PaymentCaptured', 2]]);
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'CAPTURED', voided_at: null, refunded_at: null });
+  });
+
+  it(`answers tok_slow only after the provider's delay, holding no database transaction open meanwhile`, async () => {
+    const orderId = randomUUID();
+    const sentAt = Date.now();
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_slow'), 1));
+    // A transaction held across the provider call would be seen "idle in transaction" twice.
+    const held: string[][] = [];
+    for (const wait of [600, 500]) {
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      const rows = await payments.sql<{ id: string }>(
+        `SELECT pid || ':' || xact_start AS id FROM pg_stat_activity
+         WHERE datname = current_database() AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()`,
+      );
+      held.push(rows.map((row) => row.id));
+    }
+    expect(held[0]!.filter((id) => held[1]!.includes(id))).toEqual([]);
+    const reply = await nthReply(orderId, 1);
+    expect(Date.now() - sentAt).toBeGreaterThanOrEqual(slowTokenDelayMs);
+    expect(reply).toMatchObject({ type: 'PaymentAuthorized', aggregateVersion: 1 });
+  });
+
+  it('keeps no card data: no payment token and no card number anywhere in its database', async () => {
+    const orderId = randomUUID();
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_visa'), 1));
+    await nthReply(orderId, 1);
+    const tables = await payments.sql<{ name: string }>("SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public'");
+    let everything = '';
+    for (const { name } of tables) {
+      const rows = await payments.sql<{ text: string }>(`SELECT t::text AS text FROM "${name}" t`);
+      everything += rows.map((row) => row.text).join('\n');
+    }
+    expect(everything).toContain(orderId);
+    expect(everything).not.toMatch(/tok_/);
+    expect(everything).not.toMatch(/\b\d{13,19}\b/);
+  });
+});
+
+describe('payments read through _entities, and its simulated provider', () => {
+  let payments: ContextHarness;
+  let db: PaymentsDatabase;
+  const customer: Identity = { customerId: randomUUID(), roles: ['customer'] };
+  const stranger: Identity = { customerId: randomUUID(), roles: ['customer'] };
+  const admin: Identity = { customerId: randomUUID(), roles: ['customer', 'admin'] };
+  const paidOrders: string[] = [randomUUID(), randomUUID(), randomUUID()];
+
+  beforeAll(async () => {
+    payments = await startPayments('postgres');
+    db = connectPaymentsDatabase(payments.databaseUrl).db;
+    for (const orderId of paidOrders) {
+      await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_visa', customer.customerId!), 1));
+    }
+    await payments.publish(sagaCommand('CapturePayment', { orderId: paidOrders[0]! }, 2));
+    await payments.waitForEvent('the capture', (event) => event.type === 'PaymentCaptured');
+    await payments.waitForEvent('every authorization', () => payments.observed.filter((e) => e.type === 'PaymentAuthorized').length === paidOrders.length);
+  });
+  afterAll(async () => {
+    await db?.$disconnect();
+    await payments?.stop();
+  });
+
+  const selection = 'id payment { id status amount currency declineReason authorizedAt capturedAt }';
+  function fetchOrders(ids: string[], identity: Identity | null) {
+    return payments.query({
+      query: `query ($representations: [_Any!]!) { _entities(representations: $representations) { ... on Order { ${selection} } } }`,
+      variables: { representations: ids.map((id) => ({ __typename: 'Order', id })) },
+      identity,
+    });
+  }
+
+  it("shows a payment to the order's customer and to admins", async () => {
+    for (const identity of [customer, admin]) {
+      const response = await fetchOrders([paidOrders[0]!], identity);
+      expect(response.errors).toBeUndefined();
+      const [order] = response.data!._entities;
+      expect(order.payment).toMatchObject({ status: 'CAPTURED', amount: 4_998, currency: 'EUR', declineReason: null });
+      expect(new Date(order.payment.authorizedAt).getTime()).toBeLessThanOrEqual(new Date(order.payment.capturedAt).getTime());
+    }
+  });
+
+  it('answers payment: null and FORBIDDEN to other customers and to anonymous callers', async () => {
+    for (const identity of [stranger, { customerId: null, roles: [] }] satisfies Identity[]) {
+      const response = await fetchOrders([paidOrders[1]!], identity);
+      expect(response.data!._entities).toEqual([{ id: paidOrders[1], payment: null }]);
+      expect(errorCodes(response)).toEqual(['FORBIDDEN']);
+      expect(response.errors![0]!.path).toEqual(['_entities', 0, 'payment']);
+    }
+  });
+
+  it("answers 401 to a request that does not carry the gateway's signature", async () => {
+    const response = await fetchOrders([paidOrders[1]!], null);
+    expect(response.status).toBe(401);
+    expect(errorCodes(response)).toEqual(['UNAUTHENTICATED']);
+  });
+
+  for (const length of [1, 7, 40]) {
+    it(`resolves ${length} order reference(s) with one SQL statement, unknown and malformed ids included`, async () => {
+      const ids = Array.from({ length }, (_, i) => (i % 5 === 3 ? randomUUID() : i % 5 === 4 ? `not-a-uuid-${i}` : paidOrders[i % paidOrders.length]!));
+      const before = payments.subgraph.statements.count;
+      const response = await fetchOrders(ids, admin);
+      expect(payments.subgraph.statements.count - before).toBe(1);
+      expect(response.errors).toBeUndefined();
+      expect(response.data!._entities.map((order: { payment: unknown }) => order.payment !== null)).toEqual(ids.map((id) => paidOrders.includes(id)));
+    });
+  }
+
+  it('releases the hold of an authorization that arrives after a newer command of its order', async () => {
+    const orderId = randomUUID();
+    await payments.publish(sagaCommand('VoidPayment', { orderId }, 5));
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, 'tok_visa'), 3));
+    const operations = async () => (await payments.sql<{ operation: string }>('SELECT operation FROM provider_operations WHERE idempotency_key = $1 ORDER BY created_at', [orderId])).map((row) => row.operation);
+    const deadline = Date.now() + 10_000;
+    while ((await operations()).length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await operations()).toEqual(['authorize', 'void']);
+    expect(await payments.sql('SELECT * FROM payments WHERE order_id = $1', [orderId])).toEqual([]);
+    expect(payments.observed.filter((event) => event.aggregateId === orderId)).toEqual([]);
+  });
+
+  it('gives the first answer again for a repeated idempotency key, without acting twice', async () => {
+    const provider = new SimulatedPaymentProvider(db, { slowTokenDelayMs: 300 });
+    const request = { idempotencyKey: randomUUID(), amount: 100, currency: 'EUR', paymentToken: 'tok_slow' };
+    const first = await provider.authorize(request);
+    const startedAt = Date.now();
+    const second = await provider.authorize(request);
+    expect(Date.now() - startedAt).toBeLessThan(300);
+    expect(second).toEqual(first);
+    await expect(provider.authorize({ ...request, amount: 200 })).rejects.toThrow(ProviderError);
+  });
+
+  it('waits 5 s over tok_slow unless told otherwise', () => {
+    expect(new SimulatedPaymentProvider(db).slowTokenDelayMs).toBe(5_000);
+  });
+
+  it('refuses, as a real provider would, to capture a voided hold and to void a captured one', async () => {
+    const provider = new SimulatedPaymentProvider(db);
+    const [voided, captured] = [randomUUID(), randomUUID()];
+    const holds = [];
+    for (const idempotencyKey of [voided, captured]) {
+      const answer = await provider.authorize({ idempotencyKey, amount: 100, currency: 'EUR', paymentToken: 'tok_visa' });
+      if (!answer.approved) throw new Error('tok_visa should be approved');
+      holds.push(answer.reference);
+    }
+    await provider.void({ idempotencyKey: voided, reference: holds[0]! });
+    await expect(provider.capture({ idempotencyKey: voided, reference: holds[0]!, amount: 100 })).rejects.toThrow(/voided/);
+    await provider.capture({ idempotencyKey: captured, reference: holds[1]!, amount: 100 });
+    await expect(provider.void({ idempotencyKey: captured, reference: holds[1]! })).rejects.toThrow(/captured/);
+    await expect(provider.refund({ idempotencyKey: voided, reference: holds[0]!, amount: 100 })).rejects.toThrow(/Nothing was captured/);
+  });
+});
+
+describe('the payment rules', () => {
+  const authorized: Payment = {
+    id: randomUUID(), orderId: randomUUID(), customerId: randomUUID(), amount: 500, currency: 'EUR', status: 'AUTHORIZED',
+    providerReference: 'sim_auth_1', cardBrand: 'visa', declineReason: null, version: 1,
+    authorizedAt: new Date(), capturedAt: null, voidedAt: null, refundedAt: null,
+  };
+
+  it('asks to try again when the payment changed while the provider was being asked', () => {
+    // The provider was asked to authorize (no payment then); by now the payment is authorized and
+    // a capture needs the provider's capture, which nobody asked for.
+    expect(() => decide({ type: 'CapturePayment', orderId: authorized.orderId }, authorized, { operation: 'authorize', answer: { approved: false, reason: 'x' } }, new Date())).toThrow(PaymentChangedMeanwhile);
+  });
+
+  it('captures only an authorized payment', () => {
+    const at = new Date();
+    expect(decide({ type: 'CapturePayment', orderId: authorized.orderId }, authorized, { operation: 'capture' }, at)).toMatchObject({
+      kind: 'changed',
+      payment: { status: 'CAPTURED', version: 2, capturedAt: at },
+      reply: { type: 'PaymentCaptured', version: 2 },
+    });
+    for (const status of ['DECLINED', 'VOIDED'] as const) {
+      expect(decide({ type: 'CapturePayment', orderId: authorized.orderId }, { ...authorized, status }, null, at)).toMatchObject({ kind: 'ignored', expected: false });
+    }
+  });
+});

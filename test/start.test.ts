@@ -1,0 +1,174 @@
+import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { withDatabase } from '../platform/config.ts';
+import { contextNames, type ContextName } from '../platform/contexts.ts';
+import { demoCategories, demoProducts, demoUsers } from '../scripts/demo/data.ts';
+import { graphql } from './support/graphql.ts';
+import { freePort, isListening, startProcess, type TestProcess } from './support/processes.ts';
+
+/** A free port for the gateway, the embedded PostgreSQL and every context. */
+type Ports = Record<'gateway' | 'postgres' | ContextName, number>;
+
+async function freePorts(): Promise<Ports> {
+  const ports = { gateway: await freePort(), postgres: await freePort() } as Ports;
+  for (const name of contextNames) ports[name] = await freePort();
+  return ports;
+}
+
+/** `npm start` exactly as the README says, with its ports and data folder moved out of the way. */
+function npmStart(ports: Ports, env: Record<string, string>): TestProcess {
+  const base: NodeJS.ProcessEnv = { ...process.env };
+  for (const name of Object.keys(base)) if (/DATABASE_URL|_KEY(_FILE)?$/.test(name)) delete base[name];
+  return startProcess('npm', ['start'], {
+    ...base,
+    GATEWAY_PORT: String(ports.gateway),
+    ...Object.fromEntries(contextNames.map((name) => [`${name.toUpperCase()}_PORT`, String(ports[name])])),
+    EMBEDDED_POSTGRES_PORT: String(ports.postgres),
+    ...env,
+  });
+}
+
+async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('timed out');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+async function productCount(ports: Ports): Promise<number> {
+  const response = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, { query: '{ products { totalCount } }' });
+  return response.data!.products.totalCount;
+}
+
+/** npm re-raises Ctrl-C's SIGINT after its child exits (the shell's 130); the platform itself must say it stopped. */
+async function expectCleanStop(started: TestProcess): Promise<void> {
+  await started.exited;
+  expect(started.child.exitCode === 0 || started.child.signalCode === 'SIGINT').toBe(true);
+  expect(started.output()).toContain('Stopped.');
+  expect(started.output()).not.toMatch(/exited unexpectedly/);
+}
+
+async function expectAllStopped(ports: Ports): Promise<void> {
+  for (const port of Object.values(ports)) expect(await isListening(port), `port ${port} still in use`).toBe(false);
+}
+
+describe('npm start', () => {
+  const dataDirs: string[] = [];
+  const running: TestProcess[] = [];
+  afterAll(async () => {
+    for (const started of running) started.signalGroup('SIGKILL');
+    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs the platform on an embedded PostgreSQL with demo data, stops on Ctrl-C, and reuses the data on the next start', { timeout: 240_000 }, async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'commerce-start-'));
+    chmodSync(dataDir, 0o755);
+    dataDirs.push(dataDir);
+    const ports = await freePorts();
+
+    const first = npmStart(ports, { DATA_DIR: dataDir });
+    running.push(first);
+    expect(await first.waitForOutput(/Apollo Sandbox:/, 120_000)).toContain(`http://localhost:${ports.gateway}/graphql`);
+    expect(first.output()).toContain('starting embedded PostgreSQL');
+    expect(await productCount(ports)).toBeGreaterThanOrEqual(50);
+    const signIn = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
+      query: 'mutation ($email: String!, $password: String!) { signIn(email: $email, password: $password) { customer { roles } } }',
+      variables: { email: demoUsers.admin.email, password: demoUsers.admin.password },
+    });
+    expect(signIn.data?.signIn.customer.roles).toContain('ADMIN');
+
+    // Events cross processes: catalog's relay → the embedded PostgreSQL queue → inventory's consumer.
+    const token = (await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
+      query: 'mutation ($email: String!, $password: String!) { signIn(email: $email, password: $password) { token } }',
+      variables: { email: demoUsers.admin.email, password: demoUsers.admin.password },
+    })).data!.signIn.token as string;
+    const created = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
+      query: 'mutation ($categoryId: ID!) { createProduct(input: { sku: "START-001", name: "Started", price: 100, currency: "EUR", categoryId: $categoryId }) { id } }',
+      variables: { categoryId: demoCategories[0]!.id },
+      token,
+    });
+    const productId = created.data!.createProduct.id as string;
+    await waitUntil(async () => {
+      const response = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, { query: `{ product(id: "${productId}") { stock { available } } }` });
+      return response.data?.product.stock?.available === 0;
+    });
+    // The saga across processes: orders → inventory → payments → shipping → orders.
+    const customerToken = (await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
+      query: 'mutation ($email: String!, $password: String!) { signIn(email: $email, password: $password) { token } }',
+      variables: { email: demoUsers.customer.email, password: demoUsers.customer.password },
+    })).data!.signIn.token as string;
+    const placed = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
+      query: 'mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }',
+      variables: {
+        input: {
+          lines: [{ productId: demoProducts[0]!.id, quantity: 1 }],
+          shippingAddress: { name: 'Carl', line1: '1 Main St', city: 'Berlin', postalCode: '10115', country: 'DE' },
+          paymentToken: 'tok_visa',
+          idempotencyKey: 'start-test-order',
+        },
+      },
+      token: customerToken,
+    });
+    expect(placed.data?.placeOrder.status).toBe('PENDING');
+    await waitUntil(async () => {
+      const response = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
+        query: `{ order(id: "${placed.data!.placeOrder.id}") { status payment { status } shipment { status } } }`,
+        token: customerToken,
+      });
+      return JSON.stringify(response.data?.order) === JSON.stringify({ status: 'CONFIRMED', payment: { status: 'AUTHORIZED' }, shipment: { status: 'CREATED' } });
+    }, 60_000);
+
+    const status = startProcess('npm', ['run', '--silent', 'events', '--', 'status'], { ...process.env, DATA_DIR: dataDir });
+    expect(await status.exited).toBe(0);
+    expect(status.output()).toMatch(/Event bus: postgres/);
+    expect(status.output()).toMatch(/inventory\s+lag\s+0\s+dead letters 0/);
+
+    first.signalGroup('SIGINT');
+    await expectCleanStop(first);
+    await expectAllStopped(ports);
+
+    const second = npmStart(ports, { DATA_DIR: dataDir });
+    running.push(second);
+    await second.waitForOutput(/Apollo Sandbox:/, 120_000);
+    expect(second.output()).toMatch(/Demo data: 0 products, 0 categories, 0 users added/);
+    expect(second.output()).toMatch(/accounts: database .*, up to date/);
+    // The 60 demo products, not seeded twice, and the one created above, kept.
+    expect(await productCount(ports)).toBe(61);
+    second.signalGroup('SIGINT');
+    await expectCleanStop(second);
+    await expectAllStopped(ports);
+  });
+
+  it('uses the configured PostgreSQL server when DATABASE_URL is set', { timeout: 180_000 }, async () => {
+    const ports = await freePorts();
+    const databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_start`);
+    const platform = npmStart(ports, { DATABASE_URL: databaseUrl, DATA_DIR: mkdtempSync(join(tmpdir(), 'commerce-start-')) });
+    running.push(platform);
+    await platform.waitForOutput(/Apollo Sandbox:/, 120_000);
+    expect(platform.output()).not.toContain('embedded PostgreSQL');
+    expect(platform.output()).toContain(`/${inject('runPrefix')}_start_catalog`);
+    expect(await productCount(ports)).toBe(60);
+    platform.signalGroup('SIGINT');
+    await expectCleanStop(platform);
+  });
+
+  it('stops everything it started and exits 1 when a service cannot start', { timeout: 180_000 }, async () => {
+    const ports = await freePorts();
+    const blocker: Server = createServer();
+    await new Promise<void>((resolve) => blocker.listen(ports.catalog, '127.0.0.1', resolve));
+    try {
+      const databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_startfail`);
+      const platform = npmStart(ports, { DATABASE_URL: databaseUrl, DATA_DIR: mkdtempSync(join(tmpdir(), 'commerce-start-')) });
+      running.push(platform);
+      expect(await platform.exited).toBe(1);
+      expect(platform.output()).toMatch(/catalog exited with code 1 while starting/);
+      expect(await isListening(ports.accounts)).toBe(false);
+    } finally {
+      blocker.close();
+    }
+  });
+});
