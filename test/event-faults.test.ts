@@ -157,6 +157,8 @@ interface Contexts {
   inventoryDb: InventoryClient;
   /** Commits `count` transactions, each inserting a product and appending its ProductCreated. */
   produce(count: number, options?: { poison?: boolean }): Promise<EventEnvelope[]>;
+  /** Begins one such transaction on a connection of its own and leaves it open until `commit`. */
+  begin(): Promise<{ event: EventEnvelope; commit(): Promise<void> }>;
 }
 
 async function contexts(): Promise<Contexts> {
@@ -186,37 +188,49 @@ async function contexts(): Promise<Contexts> {
     async produce(count, { poison = false } = {}) {
       const events: EventEnvelope[] = [];
       for (let i = 0; i < count; i++) {
-        const productId = randomUUID();
-        const sku = `F-${++produced}-${hex()}`;
-        const name = poison ? 'poison' : `Hammer ${produced}`;
-        const event = createEnvelope(
-          'catalog',
-          {
-            type: faultEventType,
-            aggregateType: 'Product',
-            aggregateId: productId,
-            aggregateVersion: 1,
-            payload: { productId, sku, name, price: 1_000 + produced, currency: 'EUR', categoryId },
-          },
-          { correlationId: randomUUID(), causationId: randomUUID() },
-        );
         await catalog.query('BEGIN');
         try {
-          await catalog.query(
-            `INSERT INTO products (id, sku, name, price_amount, currency, category_id, updated_at) VALUES ($1, $2, $3, $4, 'EUR', $5, now())`,
-            [productId, sku, name, 1_000 + produced, categoryId],
-          );
-          await appendToOutbox(asTransaction(catalog), [event]);
+          events.push(await insertProduct(catalog, poison));
           await catalog.query('COMMIT');
         } catch (error) {
           await catalog.query('ROLLBACK').catch(() => {});
           throw error;
         }
-        events.push(event);
       }
       return events;
     },
+    async begin() {
+      const own = await connect(catalogUrl);
+      cleanups.push(() => own.end());
+      await own.query('BEGIN');
+      const event = await insertProduct(own, false);
+      return { event, commit: async () => void (await own.query('COMMIT')) };
+    },
   };
+
+  /** Inserts a product and appends its event, in the transaction open on `client`. */
+  async function insertProduct(client: pg.Client, poison: boolean): Promise<EventEnvelope> {
+    const productId = randomUUID();
+    const sku = `F-${++produced}-${hex()}`;
+    const name = poison ? 'poison' : `Hammer ${produced}`;
+    const event = createEnvelope(
+      'catalog',
+      {
+        type: faultEventType,
+        aggregateType: 'Product',
+        aggregateId: productId,
+        aggregateVersion: 1,
+        payload: { productId, sku, name, price: 1_000 + produced, currency: 'EUR', categoryId },
+      },
+      { correlationId: randomUUID(), causationId: randomUUID() },
+    );
+    await client.query(
+      `INSERT INTO products (id, sku, name, price_amount, currency, category_id, updated_at) VALUES ($1, $2, $3, $4, 'EUR', $5, now())`,
+      [productId, sku, name, 1_000 + produced, categoryId],
+    );
+    await appendToOutbox(asTransaction(client), [event]);
+    return event;
+  }
 }
 
 // ——— relays, consumers, processes ———
@@ -330,6 +344,25 @@ const outcomesOf = (deliveries: FaultDelivery[], event: EventEnvelope) =>
 // ——— the tests ———
 
 describe.each<Kind>(['postgres', 'nats'])('events end to end on the %s bus', { timeout: 120_000 }, (kind) => {
+  it('holds back events committed while an earlier transaction is still open, then delivers all of them in transaction order, each once', async () => {
+    const ctx = await contexts();
+    const bus = await faultBus(kind);
+    const here = await bus.open();
+    const deliveries: FaultDelivery[] = [];
+    await consumeHere(here, ctx.inventoryDb, deliveries);
+    startRelay(ctx.catalogUrl, (event) => here.publish(event));
+
+    const slow = await ctx.begin();
+    const fast = await ctx.produce(3);
+    // A relay reading "id > last id" would publish the three now and never come back for the slow one.
+    await sleep(500);
+    expect(deliveries).toEqual([]);
+
+    await slow.commit();
+    await expectEachAppliedOnce(ctx, [slow.event, ...fast], 20_000);
+    expect(deliveries.map((d) => d.eventId)).toEqual([slow.event, ...fast].map((e) => e.eventId));
+  });
+
   it('loses nothing and applies nothing twice when the relay is SIGKILLed between publishing and marking rows published', async () => {
     const ctx = await contexts();
     const bus = await faultBus(kind);
@@ -544,14 +577,12 @@ describe.each<Kind>(['postgres', 'nats'])('events end to end on the %s bus', { t
   }, 40_000);
 });
 
-describe('events end to end on the nats bus, where redelivery needs only an ack wait', { timeout: 120_000 }, () => {
-  // pg-boss redelivers a delivery whose process died only once its expiry (handlerTimeoutMs) has
-  // passed AND a maintenance run noticed it; createPostgresQueueBus leaves pg-boss's maintenance
-  // interval at its default of 120 s (no option reaches `maintenanceIntervalSeconds`), which no
-  // test can wait for. So this case runs on NATS only.
+describe.each(['postgres', 'nats'] as const)('a consumer killed between its commit and its acknowledgement (%s)', { timeout: 120_000 }, (kind) => {
+  // The broker redelivers a delivery whose process died once its ack wait (NATS) or its expiry
+  // (pg-boss, noticed by a maintenance run every half of it) has passed: 1.5 s here.
   it('does not apply an effect twice when the consumer process is SIGKILLed after committing its effect and before acknowledging', async () => {
     const ctx = await contexts();
-    const bus = await faultBus('nats', { nats: { ackWaitMs: 1_500 } });
+    const bus = await faultBus(kind, kind === 'nats' ? { nats: { ackWaitMs: 1_500 } } : { postgres: { handlerTimeoutMs: 1_500 } });
     const file = join(await scratchDir(), 'deliveries.jsonl');
     const consumerArgs = (name: string, ...more: string[]) => [ctx.inventoryUrl, consumer, file, '--name', name, ...more];
     const first = startChild('test/support/fault-consumer.ts', consumerArgs('first', '--kill-after-first'), bus);
@@ -582,7 +613,9 @@ describe('events end to end on the nats bus, where redelivery needs only an ack 
     expect(deliveries.find((d) => d.process === 'second' && d.eventId === killed!.eventId)!.attempt).toBeGreaterThanOrEqual(2);
     for (const event of events) expect(deliveries.filter((d) => d.eventId === event.eventId && d.outcome === 'applied')).toHaveLength(1);
   }, 40_000);
+});
 
+describe('events end to end on the nats bus, where the broker can forget an eventId', { timeout: 120_000 }, () => {
   it('applies each event exactly once when the relay republishes every event twice after the broker forgot it', async () => {
     // After a broker restore (or days later), the de-duplication window has passed: the copies are
     // new messages to the broker, and only the inbox stands between them and a second effect.

@@ -10,7 +10,8 @@ import { PrismaClient as InventoryClient } from '../prisma/inventory/client/clie
 import { prismaClientOptions } from '../platform/database/prisma.ts';
 import type { EventEnvelope } from '../platform/events/envelope.ts';
 import { handleOnce, OutOfOrderEvent, type Ordering } from '../platform/events/inbox.ts';
-import { productEvent, testDatabases } from './support/events.ts';
+import { productEvent, testDatabases, waitFor } from './support/events.ts';
+import { startTestBus, type TestBus } from './support/stack.ts';
 
 const databases = testDatabases();
 const clients: InventoryClient[] = [];
@@ -118,7 +119,7 @@ describe('inbox', () => {
     expect(await available(db, productId)).toBe(3);
   });
 
-  it('applies newer versions across gaps under monotonic ordering, and ignores older ones', async () => {
+  it('applies newer versions across gaps under monotonic ordering (a consumer of some of an aggregate\'s types), and ignores older ones', async () => {
     const { db } = await inventoryDatabase();
     const productId = await givenProduct(db);
 
@@ -150,5 +151,40 @@ describe('inbox', () => {
     // The redelivery applies it.
     expect(await receive(db, event)).toBe('applied');
     expect(await available(db, productId)).toBe(1);
+  });
+});
+
+describe.each(['postgres', 'nats'] as const)('strict ordering on a real bus (%s)', (kind) => {
+  let testBus: TestBus | undefined;
+  afterEach(async () => {
+    await testBus?.bus.close();
+    await testBus?.dispose();
+    testBus = undefined;
+  });
+
+  it('redelivers an event whose earlier version is missing, parks it when that version never comes, and applies it in order once replayed', async () => {
+    const { db } = await inventoryDatabase();
+    const productId = await givenProduct(db);
+    testBus = await startTestBus(kind);
+    const deliveries: number[] = [];
+    await testBus.bus.subscribe(consumer, { types: ['ProductPriceChanged'], maxDeliveries: 3, backoffMs: [50] }, async (event, delivery) => {
+      if (event.aggregateVersion === 2) deliveries.push(delivery.attempt);
+      await receive(db, event, 'strict');
+    });
+    const [v1, v2] = [1, 2].map((version) => productEvent(version, productId)) as [EventEnvelope, EventEnvelope];
+
+    await testBus.bus.publish(v2);
+    await waitFor('version 2 parked', async () => (await testBus!.bus.deadLetters(consumer)).length === 1, 20_000);
+    const [parked] = await testBus.bus.deadLetters(consumer);
+    expect(parked).toMatchObject({ attempts: 3, event: { eventId: v2.eventId } });
+    expect(parked!.error).toMatch(/version 1 has not been applied yet/);
+    expect(deliveries).toEqual([1, 2, 3]);
+    expect(await available(db, productId)).toBe(0);
+
+    await testBus.bus.publish(v1);
+    await waitFor('version 1 applied', async () => (await available(db, productId)) === 1, 10_000);
+    expect(await testBus.bus.replayDeadLetters({ all: true, consumer })).toBe(1);
+    await waitFor('version 2 applied after its replay', async () => (await available(db, productId)) === 2, 10_000);
+    expect(await inboxHas(db, v2)).toBe(true);
   });
 });

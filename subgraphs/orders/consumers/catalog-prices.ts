@@ -1,7 +1,9 @@
 /**
  * Orders keeps its own copy of catalog prices, from the catalog's events, so placing an order
- * never calls the catalog. Each event carries what it changes; with 'monotonic' ordering a
- * late, older event of a product is skipped as stale, never applied over a newer one.
+ * never calls the catalog. Each event carries what it changes. Orders consumes every event type
+ * of a Product, so it uses 'strict' ordering: an event that arrives before an earlier version of
+ * its product is redelivered until that version has been applied (and parked if it never is),
+ * never applied out of order, so a late ProductCreated cannot be skipped for good.
  */
 import type { ProductCreated, ProductDiscontinued, ProductPriceChanged } from '../../../platform/events/contracts/catalog.ts';
 import type { EventEnvelope } from '../../../platform/events/envelope.ts';
@@ -17,7 +19,7 @@ export function priceCopyHandlers(db: OrdersDatabase): Record<string, OrdersEven
   const applyOnce = <P>(effect: (tx: OrdersTransaction, payload: P, version: number) => Promise<unknown>): OrdersEventHandler =>
     async (event) => {
       await handleOnce(db, ordersConsumerName, event, async (tx) => void (await effect(tx, event.payload as P, event.aggregateVersion)), {
-        ordering: 'monotonic',
+        ordering: 'strict',
       });
     };
 

@@ -18,8 +18,9 @@ export function orderSaga(options: SagaRunnerOptions = {}): (services: OrdersSer
     const sweeper = runner.startDeadlineSweeper();
     const onReply: EventHandler = async (event: EventEnvelope) => {
       // Replies come from several aggregates (StockReservation, Payment, Shipment), each with its
-      // own versions: monotonic per aggregate, and the saga itself ignores what no longer applies.
-      await handleOnce(db, ordersConsumerName, event, (tx) => runner.onReply(tx, event), { ordering: 'monotonic' });
+      // own versions, and orders consumes every event type of each: strict per aggregate, so a
+      // StockReleased can never overtake the StockReserved it undoes.
+      await handleOnce(db, ordersConsumerName, event, (tx) => runner.onReply(tx, event), { ordering: 'strict' });
     };
     return {
       placeOrderHook: (tx, placed, causation) =>
