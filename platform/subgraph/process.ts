@@ -24,11 +24,15 @@ export async function runContextProcess(context: ContextName, start: (base: Cont
       if (applied.length > 0) log.info('migrations applied', { applied });
     }
     // NATS JetStream when NATS_URL is set, else the PostgreSQL queue (see events/bus/factory.ts).
+    const retentionHours = intFromEnv('OUTBOX_RETENTION_HOURS', 7 * 24);
+    if (retentionHours < 1) throw new Error(`OUTBOX_RETENTION_HOURS must be at least 1, got ${retentionHours}`);
     const eventBus = await createEventBus(process.env);
     log.info('event bus connected', { bus: eventBus.kind });
     const running = await start({
       databaseUrl,
       eventBus,
+      // Published outbox rows are kept this long, so they can be republished after a broker loss.
+      relay: { retentionMs: retentionHours * 3_600_000 },
       port: intFromEnv('PORT', intFromEnv(`${context.toUpperCase()}_PORT`, defaultPortOf(context))),
       host: process.env.HOST ?? '0.0.0.0',
       gatewayPublicKey: await importPublicKey(requireSecret(keyNames.gatewayIdentityPublic)),
