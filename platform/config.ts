@@ -3,7 +3,7 @@
  * cannot drift apart. Every reader documents its variable and its default.
  */
 import { readFileSync } from 'node:fs';
-import type { ContextName } from './contexts.ts';
+import { contextNames, type ContextName } from './contexts.ts';
 
 type Env = Record<string, string | undefined>;
 
@@ -33,6 +33,25 @@ export function deriveDatabaseUrl(serverUrl: string, context: string): string {
   const prefix = decodeURIComponent(url.pathname.replace(/^\//, '')) || 'commerce';
   url.pathname = `/${prefix}_${context}`;
   return url.toString();
+}
+
+/**
+ * The PostgreSQL queue's database when each context has its own `<CONTEXT>_DATABASE_URL` and
+ * there is no DATABASE_URL to derive `<prefix>_events` from (nor NATS_URL or
+ * EVENT_BUS_DATABASE_URL): on the server of the first context, in `contextNames` order, named as
+ * DATABASE_URL would have named it. The prefix is that context's database name without its
+ * `_<context>` suffix (`…/shop_accounts` → `shop_events`), else `commerce` (`…/users` →
+ * `commerce_events`). One answer for the whole platform, so every service shares one bus.
+ * Returns which context it came from, for the start-up log; `undefined` when none is configured.
+ */
+export function eventBusDatabaseFromContexts(urls: Partial<Record<ContextName, string>>): { url: string; context: ContextName } | undefined {
+  const context = contextNames.find((name) => urls[name]);
+  if (!context) return undefined;
+  const databaseUrl = urls[context]!;
+  const suffix = `_${context}`;
+  const database = databaseNameOf(databaseUrl);
+  const prefix = database.endsWith(suffix) && database.length > suffix.length ? database.slice(0, -suffix.length) : 'commerce';
+  return { url: withDatabase(databaseUrl, `${prefix}_events`), context };
 }
 
 /** Same server, another database (e.g. `postgres` to create or drop databases). */

@@ -7,7 +7,7 @@
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { databaseUrlFor, deriveDatabaseUrl, intFromEnv } from '../platform/config.ts';
+import { databaseUrlFor, deriveDatabaseUrl, eventBusDatabaseFromContexts, intFromEnv } from '../platform/config.ts';
 import { contexts, defaultPortOf, type ContextName } from '../platform/contexts.ts';
 import { startEmbeddedPostgres, type RunningPostgres } from '../platform/database/embedded.ts';
 import { applyMigrations, migrationsDirOf } from '../platform/database/migrations.ts';
@@ -47,14 +47,20 @@ async function databases(): Promise<Databases> {
 }
 
 /**
- * The bus every service uses: NATS JetStream when NATS_URL is set, else the PostgreSQL queue in
- * its own database (`<prefix>_events`) on the same server as the contexts' databases.
+ * The bus every service uses, and how to say it in the log: NATS JetStream when NATS_URL is set,
+ * else the PostgreSQL queue in its own database (`<prefix>_events`) on the same server as the
+ * contexts' databases. With only `<CONTEXT>_DATABASE_URL`s there is no one server, so it goes on
+ * the first context's server; the log says so, since that choice was ours, not the operator's.
  */
-function eventBusEnv(db: Databases): Record<string, string> {
-  if (process.env.NATS_URL) return { NATS_URL: process.env.NATS_URL };
-  if (process.env.EVENT_BUS_DATABASE_URL) return { EVENT_BUS_DATABASE_URL: process.env.EVENT_BUS_DATABASE_URL };
-  if (!db.serverUrl) throw new Error('No event bus configured: set NATS_URL, EVENT_BUS_DATABASE_URL or DATABASE_URL');
-  return { EVENT_BUS_DATABASE_URL: deriveDatabaseUrl(db.serverUrl, 'events') };
+function eventBus(db: Databases): { env: Record<string, string>; description: string } {
+  if (process.env.NATS_URL) return { env: { NATS_URL: process.env.NATS_URL }, description: `NATS JetStream at ${process.env.NATS_URL}` };
+  const queueIn = (url: string, why = '') => ({ env: { EVENT_BUS_DATABASE_URL: url }, description: `PostgreSQL queue in ${redact(url)}${why}` });
+  if (process.env.EVENT_BUS_DATABASE_URL) return queueIn(process.env.EVENT_BUS_DATABASE_URL);
+  if (db.serverUrl) return queueIn(deriveDatabaseUrl(db.serverUrl, 'events'));
+  const derived = eventBusDatabaseFromContexts(db.urls);
+  if (!derived) throw new Error('No event bus configured: set NATS_URL, EVENT_BUS_DATABASE_URL or DATABASE_URL');
+  const variable = `${derived.context.toUpperCase()}_DATABASE_URL`;
+  return queueIn(derived.url, ` (on the server of ${variable}: neither DATABASE_URL, EVENT_BUS_DATABASE_URL nor NATS_URL is set)`);
 }
 
 function keyEnv(): Record<string, string> {
@@ -100,8 +106,8 @@ async function main(): Promise<void> {
       say(`Demo data: ${seeded.products} products, ${seeded.categories} categories, ${seeded.customers} users added (existing ones kept)`);
     }
     const keys = keyEnv();
-    const busEnv = eventBusEnv(db);
-    say(`Event bus: ${busEnv.NATS_URL ? `NATS JetStream at ${busEnv.NATS_URL}` : `PostgreSQL queue in ${redact(busEnv.EVENT_BUS_DATABASE_URL!)}`}`);
+    const { env: busEnv, description: busDescription } = eventBus(db);
+    say(`Event bus: ${busDescription}`);
     writeRuntimeFile(dataDir, { databaseUrls: db.urls, eventBusEnv: busEnv });
     const subgraphUrlFlags: string[] = [];
     for (const { name } of contexts) {

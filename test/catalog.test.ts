@@ -5,6 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { maxCursorLength } from '../platform/graphql/pagination.ts';
 import { demoCategories, demoProducts, type DemoProduct } from '../scripts/demo/data.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
 import { connectCatalogDatabase, type CatalogDatabase } from '../subgraphs/catalog/infrastructure/database.ts';
@@ -176,6 +177,33 @@ describe('paging through all products', () => {
     expect(nodes.map((n) => n.id)).toEqual(created.map((p) => p.id).sort(byName));
     expect(totals.every((total) => total === 3)).toBe(true);
   });
+
+  it('pages through products whose names are 200 characters long, with multibyte characters, quotes and control characters, without skipping or repeating any', async () => {
+    // 200 UTF-16 code units is the longest name checkNewProduct accepts. A cursor holds the name
+    // JSON-escaped and UTF-8 encoded, so these give cursors far longer than 200 characters; the
+    // control characters (6 bytes each once escaped as \u0001) give the longest cursor there can be.
+    const longName = (pattern: string) => pattern.repeat(200 / pattern.length);
+    const names = [longName('é"漢\\😀\'ß'), longName('"'), longName('\u0001'), longName('Ω😀ж')];
+    expect(names.map((name) => name.length)).toEqual([200, 200, 200, 200]);
+    const created: { id: string }[] = [];
+    for (const name of names) created.push(await createdProduct({ name }));
+    // A twin of the first name: its place after the first is decided by id alone, inside the cursor.
+    created.push(await createdProduct({ name: names[0] }));
+    const onePage = await browse({ first: 100 });
+    expect(onePage.errors).toBeUndefined();
+    const inOrder: string[] = onePage.data!.products.edges.map((e: { node: { id: string } }) => e.node.id);
+
+    // `first: 1`, so every product's cursor is sent back as `after` once.
+    const { nodes } = await allPages(undefined, 1);
+
+    expect(nodes.map((n) => n.id)).toEqual(inOrder);
+    expect(new Set(nodes.map((n) => n.id)).size).toBe(60 + created.length);
+    const namesById = new Map(nodes.map((n) => [n.id, n.name]));
+    expect(created.map((p) => namesById.get(p.id))).toEqual([...names, names[0]]);
+    // The control-character name's cursor is the longest legal one, and the accepted length is exactly that.
+    const cursors = (await browse({ first: 100 })).data!.products.edges.map((e: { cursor: string }) => e.cursor);
+    expect(Math.max(...cursors.map((cursor: string) => cursor.length))).toBe(maxCursorLength);
+  });
 });
 
 describe('browsing while products change', () => {
@@ -239,6 +267,11 @@ describe('paging with a cursor that is not one of ours', () => {
     { label: 'a well-formed cursor of a non-uuid', after: Buffer.from('cursor:v1:not-a-uuid').toString('base64url') },
     { label: 'a cursor of another version', after: Buffer.from(`cursor:v0:${demoProducts[0]!.id}`).toString('base64url') },
     { label: 'a cursor of 300 characters', after: 'a'.repeat(300) },
+    { label: 'a cursor of 100,000 characters', after: 'a'.repeat(100_000) },
+    {
+      label: 'a well-formed cursor longer than any cursor we hand out',
+      after: Buffer.from(`cursor:v1:${JSON.stringify(['n'.repeat(maxCursorLength), demoProducts[0]!.id])}`).toString('base64url'),
+    },
   ];
 
   it.each(cases)('refuses $label with BAD_USER_INPUT on after', async ({ after }) => {

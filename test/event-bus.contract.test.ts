@@ -19,11 +19,11 @@ import { createJetStreamBus } from '../platform/events/bus/nats-jetstream.ts';
 import { createPostgresQueueBus } from '../platform/events/bus/postgres-queue.ts';
 import { createEnvelope, type EventEnvelope } from '../platform/events/envelope.ts';
 import type { Logger } from '../platform/logging/logger.ts';
+import { testNatsUrl } from './support/nats.ts';
 import { freePort, startProcess, type TestProcess } from './support/processes.ts';
 import { startTcpProxy } from './support/tcp-proxy.ts';
 import { freshDatabaseName } from './support/run.ts';
 
-const natsUrl = process.env.TEST_NATS_URL ?? 'nats://127.0.0.1:4222';
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child: () => quiet };
 const suffix = () => randomBytes(4).toString('hex');
 
@@ -52,7 +52,7 @@ function natsAdapter(): Adapter {
   return {
     name: 'NATS JetStream',
     async setup() {},
-    create: () => createJetStreamBus({ servers: natsUrl, ...names, logger: quiet }),
+    create: () => createJetStreamBus({ servers: testNatsUrl, ...names, logger: quiet }),
     createUnreachable: (port) => createJetStreamBus({ servers: `nats://127.0.0.1:${port}`, ...names, logger: quiet }),
     async outage() {
       const port = await freePort();
@@ -76,7 +76,7 @@ function natsAdapter(): Adapter {
       };
     },
     async teardown() {
-      const nc = await connect({ servers: natsUrl });
+      const nc = await connect({ servers: testNatsUrl });
       const jsm = await jetstreamManager(nc);
       for (const stream of [names.stream, `${names.stream}_DEAD_LETTERS`]) await jsm.streams.delete(stream).catch(() => false);
       await nc.close();
@@ -372,12 +372,12 @@ describe.each([natsAdapter(), postgresAdapter()])('the $name event bus', (adapte
 describe('createEventBus', () => {
   it('chooses NATS JetStream when NATS_URL is set, else the PostgreSQL queue in the derived events database', async () => {
     const id = suffix();
-    const nats = await createEventBus({ NATS_URL: natsUrl }, { nats: { stream: `FACTORY_${id}`, subjectPrefix: `factory_${id}`, logger: quiet } });
+    const nats = await createEventBus({ NATS_URL: testNatsUrl }, { nats: { stream: `FACTORY_${id}`, subjectPrefix: `factory_${id}`, logger: quiet } });
     await nats.close();
     const databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_factory_${id}`);
     const postgres = await createEventBus({ DATABASE_URL: databaseUrl }, { postgres: { logger: quiet } });
     await postgres.close();
-    const nc = await connect({ servers: natsUrl });
+    const nc = await connect({ servers: testNatsUrl });
     const jsm = await jetstreamManager(nc);
     for (const stream of [`FACTORY_${id}`, `FACTORY_${id}_DEAD_LETTERS`]) await jsm.streams.delete(stream);
     await nc.close();

@@ -50,7 +50,7 @@ describe('correlation of one request through the order saga', () => {
     const product = demoProducts.find((p) => p.stock >= 20)!;
     const placed = await graphql(stack.gatewayUrl, {
       query: `mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id } }`,
-      variables: { input: { lines: [{ productId: deterministicUuid('product', product.sku), quantity: 1 }], shippingAddress: address, paymentToken: 'tok_visa', idempotencyKey: randomUUID() } },
+      variables: { input: { lines: [{ productId: product.id, quantity: 1 }], shippingAddress: address, paymentToken: 'tok_visa', idempotencyKey: randomUUID() } },
       token: customer,
       headers: { 'x-request-id': requestId, traceparent },
     });
@@ -61,9 +61,12 @@ describe('correlation of one request through the order saga', () => {
       return order?.status === 'CONFIRMED' ? order : undefined;
     });
 
-    const [orders, inventory, payments, shipping] = await Promise.all(
-      (['orders', 'inventory', 'payments', 'shipping'] as const).map((context) => outboxOf(context, orderId)),
-    );
+    const [orders, inventory, payments, shipping] = await Promise.all([
+      outboxOf('orders', orderId),
+      outboxOf('inventory', orderId),
+      outboxOf('payments', orderId),
+      outboxOf('shipping', orderId),
+    ]);
     const types = (events: EventEnvelope[]) => events.map((e) => e.type);
     expect(types(orders)).toEqual(expect.arrayContaining(['OrderPlaced', 'ReserveStock', 'AuthorizePayment', 'CreateShipment', 'OrderConfirmed']));
     expect(types(inventory)).toEqual(['StockReserved']);

@@ -30,6 +30,7 @@ import { appendToOutbox } from '../platform/events/outbox.ts';
 import { OutboxRelay } from '../platform/events/relay.ts';
 import { asTransaction, connect, quietLogger, sleep } from './support/events.ts';
 import { childEnv, faultEventType, readDeliveries, receiveStock, type FaultDelivery } from './support/fault-harness.ts';
+import { testNatsUrl } from './support/nats.ts';
 import { cloneDatabase } from './support/postgres.ts';
 import { freePort, startProcess, type TestProcess } from './support/processes.ts';
 import { freshDatabaseName, templateDatabaseName } from './support/run.ts';
@@ -38,7 +39,6 @@ import { startTcpProxy } from './support/tcp-proxy.ts';
 type Kind = 'postgres' | 'nats';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const sharedNatsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 const consumer = 'inventory';
 const hex = () => randomBytes(4).toString('hex');
 
@@ -80,7 +80,7 @@ async function faultBus(kind: Kind, settings: BusSettings = {}): Promise<FaultBu
     env = { EVENT_BUS_DATABASE_URL: reachedAt };
     options = { postgres: { pollingIntervalMs: 100, ...settings.postgres } };
   } else {
-    const { servers = sharedNatsUrl, ...nats } = settings.nats ?? {};
+    const { servers = testNatsUrl, ...nats } = settings.nats ?? {};
     const stream = `FAULTS_${hex().toUpperCase()}`;
     env = { NATS_URL: servers, NATS_STREAM: stream, NATS_SUBJECT_PREFIX: `faults${hex()}` };
     options = { nats };

@@ -21,13 +21,13 @@ import { createEventBus } from '../platform/events/bus/factory.ts';
 import { handleOnce, type InboxOutcome } from '../platform/events/inbox.ts';
 import { appendToOutbox } from '../platform/events/outbox.ts';
 import { OutboxRelay, type OutboxRelayOptions } from '../platform/events/relay.ts';
+import { testNatsUrl } from './support/nats.ts';
 import { startProcess, type TestProcess } from './support/processes.ts';
 import { asTransaction, connect, productEvent, quietLogger, recordingPublisher, sleep, testDatabases, waitFor } from './support/events.ts';
 
 const databases = testDatabases();
 const cleanups: (() => Promise<unknown>)[] = [];
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
-const natsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
 
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
@@ -316,7 +316,7 @@ describe('outbox and relay', () => {
     // A stream and subjects of this test only, deleted afterwards.
     const suffix = randomUUID().replaceAll('-', '').slice(0, 12);
     const stream = `OUTBOX_RELAY_TEST_${suffix}`;
-    const bus = await createEventBus({ NATS_URL: natsUrl }, { nats: { stream, subjectPrefix: `relaytest${suffix}`, logger: quietLogger } });
+    const bus = await createEventBus({ NATS_URL: testNatsUrl }, { nats: { stream, subjectPrefix: `relaytest${suffix}`, logger: quietLogger } });
     cleanups.push(() => deleteStreams(stream, `${stream}_DEAD_LETTERS`));
     cleanups.push(() => bus.close());
     await consumerDb.$executeRaw`CREATE TABLE applied (event_id uuid NOT NULL)`;
@@ -351,7 +351,7 @@ describe('outbox and relay', () => {
 });
 
 async function deleteStreams(...streams: string[]): Promise<void> {
-  const nc = await connectNats({ servers: natsUrl });
+  const nc = await connectNats({ servers: testNatsUrl });
   try {
     const jsm = await jetstreamManager(nc);
     for (const stream of streams) await jsm.streams.delete(stream).catch(() => false);

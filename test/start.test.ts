@@ -1,8 +1,8 @@
-import { chmodSync, mkdtempSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { withDatabase } from '../platform/config.ts';
 import { contextNames, type ContextName } from '../platform/contexts.ts';
 import { demoCategories, demoProducts, demoUsers } from '../scripts/demo/data.ts';
@@ -21,7 +21,8 @@ async function freePorts(): Promise<Ports> {
 /** `npm start` exactly as the README says, with its ports and data folder moved out of the way. */
 function npmStart(ports: Ports, env: Record<string, string>): TestProcess {
   const base: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of Object.keys(base)) if (/DATABASE_URL|_KEY(_FILE)?$/.test(name)) delete base[name];
+  // The machine's own database, bus and keys would decide what each test means to choose.
+  for (const name of Object.keys(base)) if (/DATABASE_URL|_KEY(_FILE)?$|^NATS_/.test(name)) delete base[name];
   return startProcess('npm', ['start'], {
     ...base,
     GATEWAY_PORT: String(ports.gateway),
@@ -37,6 +38,28 @@ async function waitUntil(condition: () => Promise<boolean>, timeoutMs = 20_000):
     if (Date.now() > deadline) throw new Error('timed out');
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
+}
+
+async function tokenOf(ports: Ports, user: { email: string; password: string }): Promise<string> {
+  const response = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
+    query: 'mutation ($email: String!, $password: String!) { signIn(email: $email, password: $password) { token } }',
+    variables: { email: user.email, password: user.password },
+  });
+  return response.data!.signIn.token as string;
+}
+
+/** Creates a product as the admin and waits until inventory, told by an event, shows its stock. */
+async function expectEventsToFlow(ports: Ports, sku: string): Promise<void> {
+  const created = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
+    query: 'mutation ($sku: String!, $categoryId: ID!) { createProduct(input: { sku: $sku, name: "Started", price: 100, currency: "EUR", categoryId: $categoryId }) { id } }',
+    variables: { sku, categoryId: demoCategories[0]!.id },
+    token: await tokenOf(ports, demoUsers.admin),
+  });
+  const productId = created.data!.createProduct.id as string;
+  await waitUntil(async () => {
+    const response = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, { query: `{ product(id: "${productId}") { stock { available } } }` });
+    return response.data?.product.stock?.available === 0;
+  });
 }
 
 async function productCount(ports: Ports): Promise<number> {
@@ -57,17 +80,33 @@ async function expectAllStopped(ports: Ports): Promise<void> {
 }
 
 describe('npm start', () => {
+  // Each test's data folders and processes, removed and killed after it whether it passed or not.
+  // The process id in the prefix tells this file's folders from those of other runs on the machine.
+  const dataDirPrefix = `commerce-start-${process.pid}-`;
   const dataDirs: string[] = [];
   const running: TestProcess[] = [];
-  afterAll(async () => {
-    for (const started of running) started.signalGroup('SIGKILL');
-    for (const dir of dataDirs) rmSync(dir, { recursive: true, force: true });
+  const newDataDir = (): string => {
+    const dir = mkdtempSync(join(tmpdir(), dataDirPrefix));
+    // mkdtemp makes it 0700; run as root, the embedded PostgreSQL runs as `postgres`, which must enter it.
+    chmodSync(dir, 0o755);
+    dataDirs.push(dir);
+    return dir;
+  };
+  afterEach(async () => {
+    for (const started of running.splice(0)) {
+      started.signalGroup('SIGKILL');
+      // Bounded: a service whose supervisor died stops itself, but must not hold up the cleanup.
+      await Promise.race([started.exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    }
+    // Retries: a dying embedded PostgreSQL may still be writing into its folder.
+    for (const dir of dataDirs.splice(0)) rmSync(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 200 });
+  });
+  afterAll(() => {
+    expect(readdirSync(tmpdir()).filter((name) => name.startsWith(dataDirPrefix)), 'data folders left behind').toEqual([]);
   });
 
   it('runs the platform on an embedded PostgreSQL with demo data, stops on Ctrl-C, and reuses the data on the next start', { timeout: 240_000 }, async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'commerce-start-'));
-    chmodSync(dataDir, 0o755);
-    dataDirs.push(dataDir);
+    const dataDir = newDataDir();
     const ports = await freePorts();
 
     const first = npmStart(ports, { DATA_DIR: dataDir });
@@ -82,25 +121,9 @@ describe('npm start', () => {
     expect(signIn.data?.signIn.customer.roles).toContain('ADMIN');
 
     // Events cross processes: catalog's relay → the embedded PostgreSQL queue → inventory's consumer.
-    const token = (await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
-      query: 'mutation ($email: String!, $password: String!) { signIn(email: $email, password: $password) { token } }',
-      variables: { email: demoUsers.admin.email, password: demoUsers.admin.password },
-    })).data!.signIn.token as string;
-    const created = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
-      query: 'mutation ($categoryId: ID!) { createProduct(input: { sku: "START-001", name: "Started", price: 100, currency: "EUR", categoryId: $categoryId }) { id } }',
-      variables: { categoryId: demoCategories[0]!.id },
-      token,
-    });
-    const productId = created.data!.createProduct.id as string;
-    await waitUntil(async () => {
-      const response = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, { query: `{ product(id: "${productId}") { stock { available } } }` });
-      return response.data?.product.stock?.available === 0;
-    });
+    await expectEventsToFlow(ports, 'START-001');
     // The saga across processes: orders → inventory → payments → shipping → orders.
-    const customerToken = (await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
-      query: 'mutation ($email: String!, $password: String!) { signIn(email: $email, password: $password) { token } }',
-      variables: { email: demoUsers.customer.email, password: demoUsers.customer.password },
-    })).data!.signIn.token as string;
+    const customerToken = await tokenOf(ports, demoUsers.customer);
     const placed = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
       query: 'mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }',
       variables: {
@@ -146,12 +169,31 @@ describe('npm start', () => {
   it('uses the configured PostgreSQL server when DATABASE_URL is set', { timeout: 180_000 }, async () => {
     const ports = await freePorts();
     const databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_start`);
-    const platform = npmStart(ports, { DATABASE_URL: databaseUrl, DATA_DIR: mkdtempSync(join(tmpdir(), 'commerce-start-')) });
+    const platform = npmStart(ports, { DATABASE_URL: databaseUrl, DATA_DIR: newDataDir() });
     running.push(platform);
     await platform.waitForOutput(/Apollo Sandbox:/, 120_000);
     expect(platform.output()).not.toContain('embedded PostgreSQL');
     expect(platform.output()).toContain(`/${inject('runPrefix')}_start_catalog`);
     expect(await productCount(ports)).toBe(60);
+    platform.signalGroup('SIGINT');
+    await expectCleanStop(platform);
+  });
+
+  it('puts the PostgreSQL queue on the first context’s server, and says so, when only the six <CONTEXT>_DATABASE_URL are set', { timeout: 180_000 }, async () => {
+    const ports = await freePorts();
+    const prefix = `${inject('runPrefix')}_startown`;
+    const ownUrls = Object.fromEntries(contextNames.map((name) => [`${name.toUpperCase()}_DATABASE_URL`, withDatabase(inject('testServerUrl'), `${prefix}_${name}`)]));
+    const platform = npmStart(ports, { ...ownUrls, DATA_DIR: newDataDir() });
+    running.push(platform);
+
+    const busLine = await platform.waitForOutput(/Event bus:/, 120_000);
+    await platform.waitForOutput(/Apollo Sandbox:/, 120_000);
+
+    expect(busLine).toContain(`PostgreSQL queue in postgres://`);
+    expect(busLine).toContain(`/${prefix}_events`);
+    expect(busLine).toContain('on the server of ACCOUNTS_DATABASE_URL');
+    expect(platform.output()).not.toContain('embedded PostgreSQL');
+    await expectEventsToFlow(ports, 'START-OWN-001');
     platform.signalGroup('SIGINT');
     await expectCleanStop(platform);
   });
@@ -162,7 +204,7 @@ describe('npm start', () => {
     await new Promise<void>((resolve) => blocker.listen(ports.catalog, '127.0.0.1', resolve));
     try {
       const databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_startfail`);
-      const platform = npmStart(ports, { DATABASE_URL: databaseUrl, DATA_DIR: mkdtempSync(join(tmpdir(), 'commerce-start-')) });
+      const platform = npmStart(ports, { DATABASE_URL: databaseUrl, DATA_DIR: newDataDir() });
       running.push(platform);
       expect(await platform.exited).toBe(1);
       expect(platform.output()).toMatch(/catalog exited with code 1 while starting/);

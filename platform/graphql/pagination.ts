@@ -22,6 +22,24 @@ export function pageSize(first: number | null | undefined, limits: PageSizeLimit
 
 const cursorPrefix = 'cursor:v1:';
 
+/**
+ * The longest key any caller puts in a cursor, in UTF-8 bytes. It is the catalog's
+ * JSON.stringify([name, id]): a name holds at most 200 characters (checkNewProduct; VARCHAR(200)
+ * in its table), and JSON.stringify writes one character as at most 6 bytes (a control character
+ * becomes `\u0001`; anything else takes 4 bytes or fewer), so `["` + 200 × 6 + `","` + a uuid +
+ * `"]`. Orders' keys, [ISO time, uuid], are under 80 bytes. A caller with a longer key must
+ * raise this.
+ */
+const longestKeyBytes = 2 + 200 * 6 + 3 + 36 + 2;
+
+/**
+ * The longest cursor accepted, in base64url characters (4 per 3 bytes, unpadded): 1671. Every
+ * cursor we hand out fits, and anything longer is refused before it is decoded, so a client
+ * cannot make us decode and parse megabytes.
+ */
+export const maxCursorLength = Math.ceil(((cursorPrefix.length + longestKeyBytes) * 4) / 3);
+const cursorPattern = new RegExp(`^[A-Za-z0-9_-]{1,${maxCursorLength}}$`);
+
 export function encodeCursor(key: string): string {
   return Buffer.from(`${cursorPrefix}${key}`, 'utf8').toString('base64url');
 }
@@ -29,7 +47,7 @@ export function encodeCursor(key: string): string {
 /** The key inside a cursor, or BAD_USER_INPUT when it is not one of ours. */
 export function decodeCursor(cursor: string | null | undefined, isValidKey: (key: string) => boolean, field = 'after'): string | undefined {
   if (cursor === null || cursor === undefined) return undefined;
-  const decoded = /^[A-Za-z0-9_-]{1,200}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  const decoded = cursorPattern.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
   const key = decoded.startsWith(cursorPrefix) ? decoded.slice(cursorPrefix.length) : '';
   if (!isValidKey(key)) throw invalidInput(`${field} is not a valid cursor: use a cursor returned by a previous page`, field);
   return key;

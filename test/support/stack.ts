@@ -27,6 +27,7 @@ import { orderSaga } from '../../subgraphs/orders/saga/wiring.ts';
 import { startOrdersSubgraph } from '../../subgraphs/orders/subgraph.ts';
 import { startPaymentsSubgraph } from '../../subgraphs/payments/subgraph.ts';
 import { startShippingSubgraph } from '../../subgraphs/shipping/subgraph.ts';
+import { testNatsUrl } from './nats.ts';
 import { cloneDatabase } from './postgres.ts';
 import { freshDatabaseName, templateDatabaseName } from './run.ts';
 
@@ -100,8 +101,6 @@ export async function startTestBus(kind: TestBusKind): Promise<TestBus> {
   };
 }
 
-export const testNatsUrl = process.env.NATS_URL ?? 'nats://127.0.0.1:4222';
-
 async function deleteStreams(...names: string[]): Promise<void> {
   const nc = await connectNats({ servers: testNatsUrl });
   try {
@@ -117,7 +116,7 @@ export interface StackOptions {
   eventBus?: TestBusKind;
   /** Deadline of each waiting saga step. @default 30_000 */
   sagaStepTimeoutMs?: number;
-  /** How long the simulated provider takes for `tok_slow`. @default 5_000 */
+  /** How long the simulated provider takes for `tok_slow`. @default the provider's (45 s, past the saga's deadline) */
   slowPaymentDelayMs?: number;
 }
 
