@@ -13,6 +13,7 @@ const soldOut = demoProducts.find((p) => p.stock === 0)!;
 const address = { name: 'Carl Customer', line1: '1 Main Street', city: 'Berlin', postalCode: '10115', country: 'DE' };
 const orderFields = `id status reason total itemCount
   items { quantity unitPrice product { id name } }
+  rejectedLines { requested available product { id name } }
   payment { status }
   shipment { trackingNumber status }
   timeline { status }`;
@@ -68,7 +69,7 @@ describe('placing an order through the gateway: the saga across inventory, payme
     const id = await place([{ productId: product.id, quantity: 2 }]);
 
     const confirmed = await untilStatus(id, 'CONFIRMED', (o) => o.payment?.status === 'AUTHORIZED' && o.shipment?.status === 'CREATED');
-    expect(confirmed).toMatchObject({ total: product.price * 2, itemCount: 2, items: [{ quantity: 2, unitPrice: product.price, product: { id: product.id, name: product.name } }] });
+    expect(confirmed).toMatchObject({ total: product.price * 2, itemCount: 2, items: [{ quantity: 2, unitPrice: product.price, product: { id: product.id, name: product.name } }], rejectedLines: [] });
     expect(confirmed.shipment.trackingNumber).toMatch(/^CSG\d+/);
     expect(await stockOf(product.id)).toEqual({ available: before.available - 2, reserved: before.reserved + 2 });
 
@@ -83,13 +84,26 @@ describe('placing an order through the gateway: the saga across inventory, payme
     expect(delivered.timeline.map((t: { status: string }) => t.status)).toEqual(['PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED']);
   });
 
-  it('rejects an order for a sold-out product with OUT_OF_STOCK, taking no stock', async () => {
+  it('rejects an order for a sold-out product with OUT_OF_STOCK, naming the lines short of stock, taking no stock', async () => {
     const product = inStock[1]!;
     const before = await stockOf(product.id);
-    const id = await place([{ productId: product.id, quantity: 1 }, { productId: soldOut.id, quantity: 1 }]);
+    const id = await place([{ productId: product.id, quantity: 1 }, { productId: soldOut.id, quantity: 2 }]);
     const rejected = await untilStatus(id, 'REJECTED');
     expect(rejected.reason).toBe('OUT_OF_STOCK');
+    // Only the sold-out line, with what inventory had; the product's name comes from the catalog.
+    const shortOfStock = [{ requested: 2, available: 0, product: { id: soldOut.id, name: soldOut.name } }];
+    expect(rejected.rejectedLines).toEqual(shortOfStock);
     expect(await stockOf(product.id)).toEqual(before);
+    // The customer's list is read from the projection alone: it carries the lines too.
+    const listed = await waitFor('the rejection in the customer list', async () => {
+      const mine = await graphql(stack.gatewayUrl, {
+        query: '{ me { orders(first: 50) { edges { node { id status rejectedLines { requested available product { id name } } } } } } }',
+        token: customer,
+      });
+      const node = mine.data?.me.orders.edges.find((e: { node: { id: string } }) => e.node.id === id)?.node;
+      return node?.status === 'REJECTED' ? node : undefined;
+    });
+    expect(listed.rejectedLines).toEqual(shortOfStock);
   });
 
   it('cancels with PAYMENT_DECLINED and releases the stock when the payment is declined', async () => {

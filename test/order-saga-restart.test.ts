@@ -10,6 +10,8 @@
  * a restart costs about half a second. Payments' provider holds
  * `tok_slow` authorizations until a test lets them go, so a test can kill orders while a payment
  * is pending and decide whether the answer comes while orders is down or after it is back.
+ * Shipping, likewise, gets a CreateShipment to the address line `heldShipmentLine` only when a
+ * test lets it go.
  *
  * After each scenario the four databases are checked directly: the order's status and its
  * saga's step, the stock (available and reserved, and reserved = the sum of live reservations for
@@ -20,8 +22,10 @@
  * is down, and (b′) answered after the restart; (c) after CONFIRMED, dispatched while down, and
  * again in AWAITING_DELIVERY, delivered while down; (d) a step deadline passing while orders is
  * down, the payment still pending, and (d′) answered while down after the deadline; (e) while
- * orders is in the middle of handling a reply (held on a table lock, then killed). Then every
- * command of those orders is published again with its own id past the broker's de-duplication.
+ * orders is in the middle of handling a reply (held on a table lock, then killed); (f) while the
+ * shipment is being created, created while orders is down, and (f′) down past that step's
+ * deadline, the shipment created after it. Then every command of those orders is published again
+ * with its own id past the broker's de-duplication.
  *
  * (e) needs the platform's rule that a saga step's deadline stays well above the bus's
  * redelivery time (EVENT_REDELIVERY_AFTER_MS): the delivery the killed process held is only
@@ -43,6 +47,7 @@ import { keyNames } from '../platform/config.ts';
 import { contextNames, type ContextName } from '../platform/contexts.ts';
 import { dropDatabase } from '../platform/database/provision.ts';
 import { commandId, sagaCommandTypes, type SagaCommandType } from '../platform/events/contracts/order-saga.ts';
+import type { EventBus } from '../platform/events/bus.ts';
 import type { EventEnvelope } from '../platform/events/envelope.ts';
 import { issueCustomerToken } from '../platform/identity/customer-token.ts';
 import { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
@@ -151,6 +156,64 @@ class HeldSlowPayments implements PaymentProvider {
   }
 }
 
+/** The address line of shipments that shipping creates only when a test lets it (see HeldShipments). */
+const heldShipmentLine = '7 Held Street';
+
+/**
+ * Holds the deliveries of a CreateShipment to `heldShipmentLine` before shipping's handler sees
+ * them, until the test releases that order's (a slow warehouse whose pace the test controls).
+ * Held outside any transaction: a transaction held open would hold back every outbox relay on
+ * the server (see (e)).
+ */
+class HeldShipments {
+  private readonly held = new Map<string, { entered: boolean; released: boolean; release: () => void; gate: Promise<void> }>();
+
+  private hold(orderId: string) {
+    let hold = this.held.get(orderId);
+    if (!hold) {
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => (release = resolve));
+      hold = { entered: false, released: false, release, gate };
+      this.held.set(orderId, hold);
+    }
+    return hold;
+  }
+
+  /** `bus` as shipping is to consume it: with held CreateShipment deliveries. */
+  wrap(bus: EventBus): EventBus {
+    return {
+      ...bus,
+      subscribe: (consumer, options, handler) =>
+        bus.subscribe(consumer, options, async (event, delivery) => {
+          const address = (event.payload as { address?: { line1?: string } }).address;
+          if (event.type === 'CreateShipment' && address?.line1 === heldShipmentLine) {
+            const hold = this.hold(event.aggregateId);
+            hold.entered = true;
+            // Never forever: a failed test must not leave the shipping consumer stuck.
+            await Promise.race([hold.gate, sleep(30_000)]);
+          }
+          return handler(event, delivery);
+        }),
+    };
+  }
+
+  /** Whether shipping has this order's CreateShipment and is held from handling it. */
+  pending(orderId: string): boolean {
+    const hold = this.held.get(orderId);
+    return !!hold && hold.entered && !hold.released;
+  }
+
+  release(orderId: string): void {
+    const hold = this.hold(orderId);
+    hold.released = true;
+    hold.release();
+  }
+
+  releaseAll(): void {
+    for (const orderId of this.held.keys()) this.release(orderId);
+  }
+}
+
 /** Every context in this process but orders, which runs (and dies) in a child process. */
 interface RestartStack {
   bus: TestBus;
@@ -158,6 +221,7 @@ interface RestartStack {
   databaseUrls: Record<ContextName, string>;
   gateway: RunningGateway;
   payments: HeldSlowPayments;
+  shipments: HeldShipments;
   customer: string;
   admin: string;
   /** The running orders process, if any, and its step timeout. */
@@ -177,6 +241,7 @@ async function startRestartStack(busKind: TestBusKind): Promise<RestartStack> {
   const base = { port: 0, host: '127.0.0.1', gatewayPublicKey: keys.gatewayIdentity.publicKey, production: false, eventBus: bus.bus, relay: { pollIntervalMs: 200 } };
 
   let payments!: HeldSlowPayments;
+  const shipments = new HeldShipments();
   const subgraphs: RunningContextSubgraph[] = [];
   const children: TestProcess[] = [];
   let gateway: RunningGateway | undefined;
@@ -218,6 +283,7 @@ async function startRestartStack(busKind: TestBusKind): Promise<RestartStack> {
     get payments() {
       return payments;
     },
+    shipments,
     customer: await issueCustomerToken(keys.authToken.privateKey, { customerId: deterministicUuid('customer', demoUsers.customer.email), roles: ['customer'] }, 600),
     admin: await issueCustomerToken(keys.authToken.privateKey, { customerId: deterministicUuid('customer', demoUsers.admin.email), roles: ['customer', 'admin'] }, 600),
     orders: undefined,
@@ -247,6 +313,7 @@ async function startRestartStack(busKind: TestBusKind): Promise<RestartStack> {
     },
     async stop() {
       payments?.releaseAll();
+      shipments.releaseAll();
       for (const child of children) await child.kill('SIGKILL');
       await gateway?.stop();
       for (const subgraph of subgraphs) await subgraph.stop();
@@ -270,7 +337,7 @@ async function startRestartStack(busKind: TestBusKind): Promise<RestartStack> {
         createProvider: (db) => (payments = new HeldSlowPayments(new SimulatedPaymentProvider(db, { slowTokenDelayMs: 0 }))),
       }),
     );
-    subgraphs.push(await startShippingSubgraph({ ...base, databaseUrl: databaseUrls.shipping }));
+    subgraphs.push(await startShippingSubgraph({ ...base, eventBus: shipments.wrap(bus.bus), databaseUrl: databaseUrls.shipping }));
     await stack.startOrders(longStepTimeoutMs);
     const [accounts, catalog, inventory, paymentsSubgraph, shipping] = subgraphs as [RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph];
     gateway = await startGateway({
@@ -306,10 +373,10 @@ describe.each(['postgres', 'nats'] as const)('killing the orders process (SIGKIL
   }, 90_000);
   afterAll(() => stack?.stop(), 60_000);
 
-  async function place(productId: string, quantity: number, paymentToken = 'tok_visa'): Promise<string> {
+  async function place(productId: string, quantity: number, paymentToken = 'tok_visa', shippingAddress = address): Promise<string> {
     const response = await graphql(stack.gateway.url, {
       query: `mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }`,
-      variables: { input: { lines: [{ productId, quantity }], shippingAddress: address, paymentToken, idempotencyKey: randomUUID() } },
+      variables: { input: { lines: [{ productId, quantity }], shippingAddress, paymentToken, idempotencyKey: randomUUID() } },
       token: stack.customer,
     });
     expect(response.errors).toBeUndefined();
@@ -361,6 +428,11 @@ describe.each(['postgres', 'nats'] as const)('killing the orders process (SIGKIL
     return rows[0]?.status;
   }
 
+  async function shipmentOf(orderId: string) {
+    const rows = await stack.query<{ status: string }>('shipping', 'SELECT status::text FROM shipments WHERE order_id = $1', [orderId]);
+    return rows[0]?.status;
+  }
+
   interface Expected {
     orderStatus: string;
     sagaStep: string;
@@ -368,7 +440,7 @@ describe.each(['postgres', 'nats'] as const)('killing the orders process (SIGKIL
     /** The stock of the product: still held, gone out at dispatch, or back. */
     stock: 'RESERVED' | 'COMMITTED' | 'RELEASED';
     payment: 'AUTHORIZED' | 'CAPTURED' | 'VOIDED';
-    shipment: 'CREATED' | 'DELIVERED' | null;
+    shipment: 'CREATED' | 'DELIVERED' | 'CANCELLED' | null;
   }
 
   /** The four databases agree with each other and with `expected`; nothing happened twice. */
@@ -538,6 +610,49 @@ describe.each(['postgres', 'nats'] as const)('killing the orders process (SIGKIL
     await stack.startOrders(longStepTimeoutMs);
     await waitFor('the authorization voided', async () => (await paymentOf(id)) === 'VOIDED');
     await expectConsistent(id, product.id, 1, before, { orderStatus: 'CANCELLED', reason: 'TIMEOUT', sagaStep: 'CANCELLED', stock: 'RELEASED', payment: 'VOIDED', shipment: null });
+  }, 45_000);
+
+  it('(f) killed while the shipment is being created (CREATING_SHIPMENT), created while orders is down: on restart the order is CONFIRMED', async () => {
+    await ensureStepTimeout(longStepTimeoutMs);
+    const product = inStock[7]!;
+    const before = await stockOf(product.id);
+    const id = await place(product.id, 1, 'tok_visa', { ...address, line1: heldShipmentLine });
+    await waitFor('shipping about to create the shipment', async () => stack.shipments.pending(id));
+    expect(await saga(id)).toMatchObject({ step: 'CREATING_SHIPMENT', status: 'RUNNING' });
+    await stack.killOrders();
+
+    stack.shipments.release(id);
+    await waitFor('the shipment created while orders is down', async () => (await shipmentOf(id)) === 'CREATED');
+    // Its ShipmentCreated waits on the bus: only orders moves the saga on.
+    expect(await saga(id)).toMatchObject({ step: 'CREATING_SHIPMENT', status: 'RUNNING' });
+    // The saga keeps the deadline it has, and AWAITING_DISPATCH has none; the next test wants a short one.
+    await stack.startOrders(shortStepTimeoutMs);
+    await expectConsistent(id, product.id, 1, before, { orderStatus: 'CONFIRMED', sagaStep: 'AWAITING_DISPATCH', stock: 'RESERVED', payment: 'AUTHORIZED', shipment: 'CREATED' });
+  }, 45_000);
+
+  it('(f′) killed in CREATING_SHIPMENT and down past the deadline: on restart CANCELLED/TIMEOUT, stock released, authorization voided, the late shipment cancelled', async () => {
+    await ensureStepTimeout(shortStepTimeoutMs);
+    const product = inStock[8]!;
+    const before = await stockOf(product.id);
+    const id = await place(product.id, 2, 'tok_visa', { ...address, line1: heldShipmentLine });
+    await waitFor('shipping about to create the shipment', async () => stack.shipments.pending(id));
+    await stack.killOrders();
+    // Still waiting for the shipment: the deadline passes while orders is down.
+    expect(await saga(id)).toMatchObject({ step: 'CREATING_SHIPMENT', status: 'RUNNING' });
+    const { deadline_at: deadline } = (await saga(id))!;
+    expect(deadline).toBeInstanceOf(Date);
+    await sleep(Math.max(0, deadline!.getTime() - Date.now()) + 500);
+
+    // This saga's deadline has passed already; the next tests want a long one.
+    await stack.startOrders(longStepTimeoutMs);
+    await untilOrder(id, 'CANCELLED');
+    expect(stack.shipments.pending(id)).toBe(true);
+    // Shipping creates the shipment only now, after the saga ended: the compensation cancels it.
+    stack.shipments.release(id);
+    await waitFor('the shipment cancelled', async () => (await shipmentOf(id)) === 'CANCELLED');
+    await waitFor('the authorization voided', async () => (await paymentOf(id)) === 'VOIDED');
+    await waitFor('the stock released', async () => (await stockOf(product.id)).available === before.available);
+    await expectConsistent(id, product.id, 2, before, { orderStatus: 'CANCELLED', reason: 'TIMEOUT', sagaStep: 'CANCELLED', stock: 'RELEASED', payment: 'VOIDED', shipment: 'CANCELLED' });
   }, 45_000);
 
   it("commands carry deterministic ids, and re-sent past the broker's de-duplication they change nothing downstream", async () => {

@@ -29,6 +29,7 @@ export const resolvers: GraphQLResolverMap<OrdersContext> = {
     __resolveReference: async (reference: { id: string }, ctx: OrdersContext) => readableOrder(ctx.identity, await ctx.orderLoader.load(reference.id)),
     id: (order: OrderView) => order.orderId,
     items: (order: OrderView) => order.items.map((line) => ({ product: { id: line.productId }, quantity: line.quantity, unitPrice: line.unitPrice })),
+    rejectedLines: (order: OrderView) => order.rejectedLines.map((line) => ({ product: { id: line.productId }, requested: line.requested, available: line.available })),
     timeline: async (order: OrderView, _args, ctx) =>
       order.timelineAsOf ?? (order.timelineSource === 'stream' ? (await ctx.streamLoader.load(order.orderId)).timeline : ctx.timelineLoader.load(order.orderId)),
     customer: (order: OrderView) => ({ id: order.customerId }),

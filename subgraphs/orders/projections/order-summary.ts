@@ -4,7 +4,7 @@
  * The projector applies them to the database; the API applies them to a stream directly when
  * the projector has not caught up yet. One definition, so both always agree.
  */
-import type { CancellationReason, OrderEvent, OrderStatus, PricedLine, RejectionReason } from '../domain/order.ts';
+import type { CancellationReason, OrderEvent, OrderStatus, PricedLine, RejectionReason, UnavailableLine } from '../domain/order.ts';
 
 export interface OrderSummary {
   orderId: string;
@@ -16,6 +16,8 @@ export interface OrderSummary {
   /** Units ordered: the sum of the lines' quantities. */
   itemCount: number;
   items: PricedLine[];
+  /** The lines stock could not cover, as the OrderRejected event carries them; [] unless rejected. */
+  rejectedLines: UnavailableLine[];
   /** The stream version projected. */
   version: number;
   placedAt: string;
@@ -55,6 +57,7 @@ export function projectEvent(summary: OrderSummary | null, event: OrderEvent, ve
         currency: data.currency,
         itemCount: data.lines.reduce((sum, line) => sum + line.quantity, 0),
         items: data.lines,
+        rejectedLines: [],
         version,
         placedAt: data.at,
         updatedAt: data.at,
@@ -64,7 +67,8 @@ export function projectEvent(summary: OrderSummary | null, event: OrderEvent, ve
   }
   if (!summary) throw new Error(`${event.type} of order ${orderId} before its OrderPlaced`);
   const reason = event.type === 'OrderRejected' || event.type === 'OrderCancelled' ? event.data.reason : summary.reason;
-  return { summary: { ...summary, status, reason, version, updatedAt: event.data.at }, entry };
+  const rejectedLines = event.type === 'OrderRejected' ? event.data.lines : summary.rejectedLines;
+  return { summary: { ...summary, status, reason, rejectedLines, version, updatedAt: event.data.at }, entry };
 }
 
 /** Summary and timeline of a whole stream, in version order; null summary for an empty one. */

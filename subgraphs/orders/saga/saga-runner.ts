@@ -21,6 +21,14 @@ interface SagaDatabase<Tx extends SagaTransaction> {
   $transaction<R>(fn: (tx: Tx) => Promise<R>, options?: { timeout?: number }): Promise<R>;
 }
 
+/**
+ * The default deadline of a waiting saga step (SAGA_STEP_TIMEOUT_MS). Three times the bus's
+ * default redelivery time (EVENT_REDELIVERY_AFTER_MS, 10 s; pg-boss notices an expired delivery
+ * within 1.5 times that), so a reply whose handler died is delivered again well before it; and
+ * short enough that a customer whose payment provider hangs hears of it within half a minute.
+ */
+export const defaultStepTimeoutMs = 30_000;
+
 /** What the saga needs of the order store: apply a command to the order inside a transaction. */
 export interface OrderTransitions<Tx> {
   executeInTransaction(tx: Tx, orderId: string, command: OrderCommand, causation: Causation): Promise<unknown>;
@@ -30,7 +38,7 @@ export interface SagaRunnerOptions {
   /**
    * Deadline of each waiting step (stock, payment, shipment). Keep it well above the bus's
    * redelivery time (EVENT_REDELIVERY_AFTER_MS, 10 s by default): a reply whose handler died
-   * with its process must be redelivered before the step times out. @default 60_000
+   * with its process must be redelivered before the step times out. @default defaultStepTimeoutMs (30 s)
    */
   stepTimeoutMs?: number;
   /** How often overdue sagas are looked for. @default 500 */
@@ -59,7 +67,7 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
     private readonly orders: OrderTransitions<Tx>,
     options: SagaRunnerOptions = {},
   ) {
-    this.stepTimeoutMs = options.stepTimeoutMs ?? 60_000;
+    this.stepTimeoutMs = options.stepTimeoutMs ?? defaultStepTimeoutMs;
     this.sweepIntervalMs = options.sweepIntervalMs ?? 500;
   }
 

@@ -4,8 +4,9 @@
  *
  *   tok_visa      approved (brand `visa`)
  *   tok_declined  declined, `card_declined`
- *   tok_slow      approved, but only after `slowTokenDelayMs` (how tests make the saga miss
- *                 its deadline)
+ *   tok_slow      approved, but only after `slowTokenDelayMs`: by default after the order
+ *                 saga's default step deadline (SAGA_STEP_TIMEOUT_MS, 30 s), so the order is
+ *                 cancelled as TIMEOUT and the late authorization voided
  *   anything else declined, `unknown_token`
  *
  * Like a real provider it keeps its own idempotency records (`provider_operations`): the same
@@ -26,11 +27,18 @@ import {
 import type { PaymentsDatabase } from './database.ts';
 
 export interface SimulatedProviderOptions {
-  /** How long `tok_slow` takes to answer. @default 5_000 */
+  /** How long `tok_slow` takes to answer. @default defaultSlowTokenDelayMs (45 s) */
   slowTokenDelayMs?: number;
 }
 
-export const defaultSlowTokenDelayMs = 5_000;
+/**
+ * PAYMENT_PROVIDER_SLOW_DELAY_MS's default: 15 s past the saga's default step deadline (30 s,
+ * which runs from when the saga sends AuthorizePayment), so `tok_slow` misses it however late the
+ * deadline sweeper runs. Not much longer: payments handles one command at a time, and the ones
+ * behind a `tok_slow` authorization wait for it. This outlasts the bus's redelivery time (10 s):
+ * see handle-payment-command.ts for why that redelivers the command at most once.
+ */
+export const defaultSlowTokenDelayMs = 45_000;
 
 type Operation = 'authorize' | 'capture' | 'void' | 'refund';
 
