@@ -40,6 +40,8 @@ interface Adapter {
   setup(): Promise<void>;
   /** A new bus (a new "process") on this suite's stream or database. */
   create(): Promise<EventBus>;
+  /** The same, redelivering a delivery whose process stopped after `ms` (ack wait, job expiry). */
+  createRedeliveringAfter(ms: number): Promise<EventBus>;
   /** Creating a bus on a server nobody listens on. */
   createUnreachable(port: number): Promise<EventBus>;
   outage(): Promise<Outage>;
@@ -53,6 +55,7 @@ function natsAdapter(): Adapter {
     name: 'NATS JetStream',
     async setup() {},
     create: () => createJetStreamBus({ servers: testNatsUrl, ...names, logger: quiet }),
+    createRedeliveringAfter: (ms) => createJetStreamBus({ servers: testNatsUrl, ...names, ackWaitMs: ms, logger: quiet }),
     createUnreachable: (port) => createJetStreamBus({ servers: `nats://127.0.0.1:${port}`, ...names, logger: quiet }),
     async outage() {
       const port = await freePort();
@@ -93,6 +96,7 @@ function postgresAdapter(): Adapter {
       await ensureDatabase(databaseUrl);
     },
     create: () => createPostgresQueueBus({ databaseUrl, logger: quiet }),
+    createRedeliveringAfter: (ms) => createPostgresQueueBus({ databaseUrl, handlerTimeoutMs: ms, pollingIntervalMs: 100, logger: quiet }),
     createUnreachable: (port) => createPostgresQueueBus({ databaseUrl: `postgres://postgres@127.0.0.1:${port}/nothing`, logger: quiet }),
     async outage() {
       const server = new URL(databaseUrl);
@@ -218,6 +222,23 @@ describe.each([natsAdapter(), postgresAdapter()])('the $name event bus', (adapte
     await waitFor('no lag', async () => (await events.status()).find((s) => s.consumer === consumer('inventory'))?.lag === 0);
     expect(await events.deadLetters(consumer('inventory'))).toEqual([]);
   });
+
+  it('keeps the delivery of a handler that outlasts the redelivery time, and delivers it once, even with idle workers beside it', async () => {
+    const events = await adapter.createRedeliveringAfter(1_000);
+    cleanups.push(() => events.close());
+    const slowPayments = recorder();
+    await events.subscribe(consumer('payments'), { types: [type], concurrency: 3 }, async (event, delivery) => {
+      await slowPayments.handler(event, delivery);
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+    });
+    const event = eventOf(type);
+    await events.publish(event);
+    await waitFor('the delivery handled', async () => (await events.status()).find((s) => s.consumer === consumer('payments'))?.lag === 0, 15_000);
+    // A stopped process's delivery would have been redelivered within this.
+    await new Promise((resolve) => setTimeout(resolve, 2_500));
+    expect(slowPayments.deliveries.map((d) => d.attempt)).toEqual([1]);
+    expect(await events.deadLetters(consumer('payments'))).toEqual([]);
+  }, 30_000);
 
   it('parks an event as a dead letter with its error and attempt count after maxDeliveries', async () => {
     const events = await bus();

@@ -16,8 +16,13 @@ export interface ConsumerDeclaration {
 /** The catalog's new products, and the order saga's stock commands (contracts/order-saga.ts `inventorySagaCommands`). */
 export const inventoryConsumer: ConsumerDeclaration = { name: 'inventory', options: { types: ['ProductCreated', 'ReserveStock', 'ReleaseStock', 'CommitStock'] } };
 
-/** The order saga's payment commands. */
-export const paymentsConsumer: ConsumerDeclaration = { name: 'payments', options: { types: paymentsSagaCommands } };
+/**
+ * The order saga's payment commands. Four at a time: a provider may take seconds to answer
+ * (`tok_slow`), and other orders' payments must not queue behind it. Commands of one order do not
+ * race: the saga sends the next one only after the reply to the last, except a compensation
+ * (VoidPayment) overtaking a slow authorization, which handle-payment-command.ts resolves.
+ */
+export const paymentsConsumer: ConsumerDeclaration = { name: 'payments', options: { types: paymentsSagaCommands, concurrency: 4 } };
 
 /** The order saga's shipment commands. */
 export const shippingConsumer: ConsumerDeclaration = { name: 'shipping', options: { types: shippingSagaCommands } };

@@ -33,7 +33,7 @@ export interface PostgresQueueBusOptions {
   duplicateWindowMs?: number;
   /** How long an event waits for a consumer that is away (dead letters are kept about twice as long). @default 14 */
   retentionDays?: number;
-  /** A delivery still unfinished after this counts as failed and is redelivered (pg-boss expiry, found by maintenance every half of it). @default 10_000 */
+  /** A delivery whose process stopped is redelivered after this (pg-boss expiry, found by maintenance every half of it); a live handler keeps its delivery however long it takes. @default 10_000 */
   handlerTimeoutMs?: number;
   /** Connections in this bus's pool (one more holds LISTEN). @default 4 */
   poolSize?: number;
@@ -150,7 +150,15 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
     if (!rules.types.has(event.type)) return acknowledge(queue, job.id);
     const delivery = job.retryCount + 1;
     const attempt = priorAttempts + delivery;
-    const outcome = await runHandler(handler, event, attempt);
+    // Like NATS's `working()`: a handler that takes longer than handlerTimeoutMs (a slow payment
+    // provider) keeps its delivery; only a delivery whose process stopped expires and is delivered
+    // again, instead of a second copy running beside the first on another loop or replica.
+    const keepAlive = setInterval(() => {
+      pool
+        .query(`UPDATE ${schema}.job SET started_on = now() WHERE name = $1 AND id = $2 AND state = 'active'`, [queue, job.id])
+        .catch((error) => logger.warn('keeping a delivery alive failed', { queue, jobId: job.id, ...errorFields(error) }));
+    }, handlerTimeoutMs / 3);
+    const outcome = await runHandler(handler, event, attempt).finally(() => clearInterval(keepAlive));
     if (outcome.handled) return acknowledge(queue, job.id);
     const final = delivery >= rules.maxDeliveries;
     const delayMs = backoffAfter(rules, delivery);

@@ -8,14 +8,18 @@ import type { AuthorizePayment, CapturePayment, RefundPayment, VoidPayment } fro
 import { paymentsConsumer } from '../../../platform/events/consumers.ts';
 import type { EventEnvelope } from '../../../platform/events/envelope.ts';
 import { isUuid } from '../../../platform/ids.ts';
+import { KeyedLock } from '../../../platform/async/keyed-lock.ts';
 import type { ContextConsumer } from '../../../platform/subgraph/context-subgraph.ts';
 import { checkAuthorizationRequest, InvalidPaymentCommand, type PaymentCommand } from '../domain/payment.ts';
 import { handlePaymentCommand, type PaymentCommandDeps } from '../use-cases/handle-payment-command.ts';
 
 export function paymentsEventConsumer(deps: Omit<PaymentCommandDeps, 'consumer'>): ContextConsumer {
+  // The bus hands this consumer several commands at once (a slow provider must not hold up other
+  // orders); one order's commands still run one after the other, in the order they arrived.
+  const perOrder = new KeyedLock();
   return {
     ...paymentsConsumer,
-    handle: (event) => handlePaymentCommand({ ...deps, consumer: paymentsConsumer.name }, paymentCommandOf(event), event),
+    handle: (event) => perOrder.run(event.aggregateId, () => handlePaymentCommand({ ...deps, consumer: paymentsConsumer.name }, paymentCommandOf(event), event)),
   };
 }
 

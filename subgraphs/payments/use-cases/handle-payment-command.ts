@@ -9,10 +9,9 @@
  * The transaction then decides again on the payment as it is by then.
  *
  * A provider slower than the bus's redelivery time (EVENT_REDELIVERY_AFTER_MS; `tok_slow` by
- * default) does not make the command loop. On NATS the delivery is kept alive while it is handled.
- * On pg-boss it expires meanwhile and is delivered again, but payments' consumer takes one command
- * at a time, so only once this one has ended: by then the payment is recorded, the provider is not
- * asked again (`providerStepFor`), and the inbox drops it as a duplicate.
+ * default) does not get the command delivered again meanwhile: both buses keep a delivery alive
+ * while its handler runs. Payments handles several commands at once, so a slow answer holds up
+ * no other order; a VoidPayment that overtakes its order's slow authorization is resolved below.
  */
 import type { EventEnvelope } from '../../../platform/events/envelope.ts';
 import { causedBy } from '../../../platform/events/envelope.ts';
