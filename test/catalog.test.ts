@@ -594,16 +594,33 @@ describe('creating a product from invalid input', () => {
     expect(await db.product.count()).toBe(before);
   });
 
-  it('refuses a non-integer price given as a variable with BAD_USER_INPUT (HTTP 400) and writes nothing', async () => {
+  it('refuses a non-integer price given as a variable with BAD_USER_INPUT (HTTP 400) on input.price, and writes nothing', async () => {
     const before = await db.product.count();
 
     const res = await createProduct(newProductInput({ price: 19.99 }));
 
-    // Observed: variable coercion fails before execution, which Apollo reports as BAD_USER_INPUT.
+    // Variable coercion fails before execution, which Apollo reports as BAD_USER_INPUT.
     expect(res.status).toBe(400);
-    expect(errorCodes(res)).toEqual(['BAD_USER_INPUT']);
+    expectOneError(res, 'BAD_USER_INPUT', 'input.price');
     expect(res.errors![0]!.message).toContain('19.99');
     expect(await db.product.count()).toBe(before);
+  });
+
+  it('refuses a non-integer new price, and non-integer price bounds of a filter, with BAD_USER_INPUT on that field', async () => {
+    const product = demoProducts[0]!;
+    const priceBefore = (await db.product.findUniqueOrThrow({ where: { id: product.id } })).priceAmount;
+    const repriced = await graphql(stack.gatewayUrl, {
+      query: 'mutation ($id: ID!, $price: Int!) { updateProductPrice(id: $id, price: $price) { price } }',
+      variables: { id: product.id, price: 9.5 },
+      token: adminToken,
+    });
+    expectOneError(repriced, 'BAD_USER_INPUT', 'price');
+    const filtered = await graphql(stack.gatewayUrl, {
+      query: 'query ($filter: ProductFilter) { products(filter: $filter) { totalCount } }',
+      variables: { filter: { minPrice: 10, maxPrice: 20.5 } },
+    });
+    expectOneError(filtered, 'BAD_USER_INPUT', 'filter.maxPrice');
+    expect((await db.product.findUniqueOrThrow({ where: { id: product.id } })).priceAmount).toBe(priceBefore);
   });
 
   it('refuses a non-integer price written in the query with GRAPHQL_VALIDATION_FAILED and writes nothing', async () => {

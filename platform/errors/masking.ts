@@ -36,7 +36,8 @@ export function formatErrorForClient(formatted: GraphQLFormattedError, error: un
   }
   const code = typeof extensions.code === 'string' ? extensions.code : ErrorCode.INTERNAL_SERVER_ERROR;
   if (clientErrorCodes.has(code) || !options.maskInternalErrors) {
-    return { ...formatted, extensions: { ...extensions, code } };
+    const field = code === ErrorCode.BAD_USER_INPUT && extensions.field === undefined ? invalidVariableField(formatted.message) : undefined;
+    return { ...formatted, extensions: { ...extensions, code, ...(field ? { field } : {}) } };
   }
   return {
     message: 'Internal server error',
@@ -44,4 +45,17 @@ export function formatErrorForClient(formatted: GraphQLFormattedError, error: un
     ...(formatted.path ? { path: formatted.path } : {}),
     extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR },
   };
+}
+
+/**
+ * The field of a variable that graphql-js refused before execution (`Variable "$input" got
+ * invalid value 19.99 at "input.price"; Int cannot represent non-integer value: 19.99`), named
+ * the way our resolvers name fields (`input.price`), so clients branch on it like on any other
+ * BAD_USER_INPUT. Only the variable's name when graphql-js gives no path.
+ */
+export function invalidVariableField(message: string): string | undefined {
+  const variable = /^Variable "\$(\w+)" (?:got invalid value|of required type|of non-null type)/.exec(message);
+  if (!variable) return undefined;
+  const at = /^Variable "\$\w+" got invalid value [\s\S]*? at "(\w+(?:\.\w+|\[\d+\])*)"; /.exec(message);
+  return at?.[1] ?? variable[1];
 }
