@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { exportPKCS8 } from 'jose';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { gatewayIdentityHeader } from '../platform/identity/gateway-identity.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
@@ -83,6 +84,20 @@ describe('the gateway in production mode', () => {
   it('serves no landing page', async () => {
     const response = await fetch(stack.gatewayUrl, { headers: { accept: 'text/html' } });
     expect(await response.text()).not.toContain('sandbox');
+  });
+
+  it('masks a database error inside a subgraph: the client reads only "Internal server error"', async () => {
+    const catalog = new pg.Client({ connectionString: stack.databaseUrls.catalog });
+    await catalog.connect();
+    try {
+      await catalog.query('ALTER TABLE products RENAME TO products_elsewhere');
+      const response = await graphql(stack.gatewayUrl, { query: '{ products(first: 1) { totalCount edges { node { name } } } }' });
+      expect(response.errors?.map((error) => [error.message, error.extensions?.code])).toEqual([['Internal server error', 'INTERNAL_SERVER_ERROR']]);
+      expect(JSON.stringify(response)).not.toMatch(/products_elsewhere|relation|does not exist|P20\d\d|prisma|SELECT|stacktrace|    at /i);
+    } finally {
+      await catalog.query('ALTER TABLE products_elsewhere RENAME TO products');
+      await catalog.end();
+    }
   });
 
   it('masks internal errors: no stack trace, SQL or internal address reaches the client', async () => {

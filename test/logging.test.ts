@@ -15,6 +15,15 @@ describe('logs', () => {
     expect(errorFields(failure())).toEqual({ error: 'connection refused by 10.0.0.7', errorName: 'Error', errorCode: 'ECONNREFUSED' });
   });
 
+  it("name a subgraph's error as the gateway received it by its message, code and subgraph", () => {
+    expect(errorFields({ message: 'Internal server error', extensions: { code: 'INTERNAL_SERVER_ERROR', serviceName: 'catalog' } })).toEqual({
+      error: 'Internal server error',
+      errorCode: 'INTERNAL_SERVER_ERROR',
+      subgraph: 'catalog',
+    });
+    expect(errorFields(42)).toEqual({ error: '42' });
+  });
+
   it('carry a stack trace only when LOG_STACKS=true asks for it, and never in production', () => {
     vi.stubEnv('LOG_STACKS', 'true');
     vi.stubEnv('NODE_ENV', 'development');

@@ -22,7 +22,13 @@ function threshold(): number {
 
 /** Turns an error into fields safe for a log line (no secrets: we never put any in errors). */
 export function errorFields(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { error: String(error) };
+  if (!(error instanceof Error)) {
+    // A subgraph's error as the gateway receives it: a plain `{ message, extensions }`.
+    const reported = error as { message?: unknown; extensions?: { code?: unknown; serviceName?: unknown } } | null;
+    if (typeof reported?.message !== 'string') return { error: String(error) };
+    const { code, serviceName } = reported.extensions ?? {};
+    return { error: reported.message, ...(code !== undefined ? { errorCode: code } : {}), ...(serviceName !== undefined ? { subgraph: serviceName } : {}) };
+  }
   const fields: Record<string, unknown> = { error: error.message, errorName: error.name };
   const code = (error as { code?: unknown }).code;
   if (code !== undefined) fields.errorCode = code;
