@@ -5,7 +5,7 @@
  */
 import { execFile } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,6 +15,8 @@ import { withDatabase } from '../platform/config.ts';
 import { contextNames } from '../platform/contexts.ts';
 import { applyMigrations, migrationsDirOf } from '../platform/database/migrations.ts';
 import { dropDatabase, ensureDatabase } from '../platform/database/provision.ts';
+import { diffMigrations } from '../scripts/prisma/diff.ts';
+import { writeMigration } from '../scripts/prisma/migration-files.ts';
 
 const serverUrl = inject('testServerUrl');
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
@@ -73,6 +75,31 @@ const sha256 = (text: string) => createHash('sha256').update(text).digest('hex')
 afterAll(async () => {
   await Promise.all(created.map((url) => dropDatabase(url)));
   await Promise.all(tempDirs.map((dir) => rm(dir, { recursive: true, force: true })));
+});
+
+describe('writing a migration from a schema change', () => {
+  it('writes the SQL that makes the migrations produce the changed schema, and the runner applies it', async () => {
+    const schema = await readFile(join(repoRoot, 'prisma/accounts/schema.prisma'), 'utf8');
+    const grown = schema.replace(/^model Customer \{$/m, '$&\n  nickname String? @db.VarChar(40)');
+    const dir = await mkdtemp(join(tmpdir(), 'migrate-new-'));
+    tempDirs.push(dir);
+    const schemaPath = join(dir, 'schema.prisma');
+    await writeFile(schemaPath, grown);
+    const migrationsDir = join(dir, 'migrations');
+    await cp(migrationsDirOf('accounts'), migrationsDir, { recursive: true });
+
+    // What `npm run migrate -- new accounts add_nickname` does, on copies of the files.
+    const diff = await diffMigrations({ migrationsDir, schemaPath, serverUrl });
+    expect(diff.changed).toBe(true);
+    const written = await writeMigration(migrationsDir, 'add nickname', diff.sql);
+
+    expect(written).toMatch(/\d{14}_add_nickname$/);
+    expect((await readdir(migrationsDir)).filter((name) => name.endsWith('_add_nickname'))).toHaveLength(1);
+    expect(await diffMigrations({ migrationsDir, schemaPath, serverUrl })).toMatchObject({ changed: false });
+    const databaseUrl = await freshDatabase();
+    await applyMigrations({ databaseUrl, migrationsDir });
+    expect(await query(databaseUrl, `SELECT column_name FROM information_schema.columns WHERE table_name = 'customers' AND column_name = 'nickname'`)).toHaveLength(1);
+  }, 120_000);
 });
 
 describe('migration check', () => {
