@@ -17,6 +17,7 @@ import { createLogger, errorFields } from '../platform/logging/logger.ts';
 import { gatewayContextOf } from './authentication.ts';
 import type { GatewayContext } from './context.ts';
 import { SignedIdentityDataSource } from './subgraph-data-source.ts';
+import { ConnectionsPerCaller } from './subscriptions/connections-per-caller.ts';
 import { FederatedSubscriptions } from './subscriptions/federated-subscriptions.ts';
 import { Federation, type SubgraphEndpoint } from './subscriptions/federation.ts';
 import { HttpSubscriptionStreams, subscriptionTransports } from './subscriptions/http.ts';
@@ -85,6 +86,8 @@ export interface SubscriptionStats {
   /** Subscriptions open at subgraphs, and the sockets they use. */
   upstreamSubscriptions: number;
   upstreamConnections: number;
+  /** Subgraph sockets that dropped and were connected again (their subscriptions re-sent), since start. */
+  upstreamReconnections: number;
   /** Client WebSockets, and multipart/SSE streams, open. */
   webSocketConnections: number;
   httpStreams: number;
@@ -124,10 +127,13 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     log: subscriptionLog,
     ...(options.subscriptions?.maxQueuedEventsPerClient ? { maxQueuedEventsPerClient: options.subscriptions.maxQueuedEventsPerClient } : {}),
   });
+  // One bound per caller over WebSockets and HTTP streams together (docs/decisions/0007).
+  const connectionsPerCaller = new ConnectionsPerCaller(options.subscriptions?.maxConnectionsPerCaller ?? 20);
   const httpStreams = new HttpSubscriptionStreams({
     schema: federation.apiSchema,
     subscriptions,
     production: options.production,
+    connectionsPerCaller,
     ...(options.subscriptions?.httpHeartbeatMs ? { heartbeatMs: options.subscriptions.httpHeartbeatMs } : {}),
   });
   const apollo = new ApolloServer<GatewayContext>({
@@ -182,6 +188,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     production: options.production,
     log: subscriptionLog,
     isReady: () => ready,
+    connectionsPerCaller,
     ...(options.subscriptions ? { limits: options.subscriptions } : {}),
   });
   const port = await listen(http, options.port, options.host ?? '0.0.0.0');
@@ -202,6 +209,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       sharedUpstreams: subscriptions.sharedUpstreams,
       upstreamSubscriptions: upstreams.activeSubscriptions,
       upstreamConnections: upstreams.connections,
+      upstreamReconnections: upstreams.reconnections,
       webSocketConnections: webSockets.connections,
       httpStreams: httpStreams.open,
     }),

@@ -14,8 +14,44 @@ import { advanceShipment, inStockProducts as inStock, placeOrder } from './suppo
 import { waitFor } from './support/wait.ts';
 import { recordSubscription, watchOrder, type Received } from './support/subscriptions.ts';
 
+/** The caller's order changes, with fields from catalog, inventory, payments and shipping. */
+const myUpdates = `subscription MyUpdates {
+  myOrderUpdates {
+    id
+    status
+    items { quantity product { name stock { available } } }
+    payment { status }
+    shipment { trackingNumber status }
+  }
+}`;
 
+/** A streamed HTTP subscription (multipart or SSE) read as raw text, as it arrives. */
+interface Stream {
+  status: number;
+  /** What arrived so far. */
+  text: () => string;
+  /** The JSON body of a refusal. */
+  json: () => Promise<{ errors?: { message: string; extensions?: { code?: string } }[] }>;
+  abort: () => void;
+}
 
+async function openStream(url: string, token: string, accept: string, query: string, variables: Record<string, unknown>): Promise<Stream> {
+  const controller = new AbortController();
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', accept, authorization: `Bearer ${token}` },
+    body: JSON.stringify({ query, variables }),
+    signal: controller.signal,
+  });
+  let text = '';
+  if (response.status === 200 && response.body) {
+    const decoder = new TextDecoder();
+    void (async () => {
+      for await (const chunk of response.body as unknown as AsyncIterable<Uint8Array>) text += decoder.decode(chunk, { stream: true });
+    })().catch(() => {});
+  }
+  return { status: response.status, text: () => text, json: () => response.json() as never, abort: () => controller.abort() };
+}
 
 describe('subscriptions through the gateway over graphql-ws', () => {
   let stack: Stack;
@@ -170,11 +206,13 @@ describe('subscriptions through the gateway over graphql-ws', () => {
     expect(statuses(second)).toEqual(['PENDING', 'CONFIRMED']);
     expect(second.data).toEqual(first.data);
 
-    // A late joiner of a shared upstream first gets the latest state, as a lone subscriber would.
+    // A late joiner of a shared upstream first gets the latest state, as a lone subscriber would:
+    // its own (catch-up) subscription starts with that state, and then merges into the shared one.
     const late = subscribe(connect(customerToken), watchOrder, { id });
     await waitFor('the late joiner’s first event', () => (late.data.length > 0 ? true : undefined));
     expect(statuses(late)).toEqual(['CONFIRMED']);
     expect(stack.gateway.subscriptionStats().upstreamSubscriptions).toBe(3);
+    await waitFor('the catch-up subscription gone at the orders subgraph', () => (feed().subscriberCount === 3 ? true : undefined));
 
     first.dispose();
     late.dispose();
@@ -197,6 +235,76 @@ describe('subscriptions through the gateway over graphql-ws', () => {
     await client.dispose(); // the socket closes without completing the subscription
     await noUpstreamLeft();
     expect(stack.gateway.subscriptionStats().webSocketConnections).toBe(0);
+  });
+
+  /** The caller's subscriptions are running at the orders subgraph (a myOrderUpdates one took its snapshot). */
+  async function startedAtOrders(clients: number): Promise<void> {
+    await waitFor(`${clients} client subscription(s) at the gateway`, () => (stack.gateway.subscriptionStats().clients === clients ? true : undefined));
+    await waitFor('every upstream subscription running at the orders subgraph', () => {
+      const upstream = stack.gateway.subscriptionStats().upstreamSubscriptions;
+      return upstream > 0 && feed().subscriberCount === upstream && feed().listening ? true : undefined;
+    });
+    await new Promise((resolve) => setTimeout(resolve, 300)); // LISTEN is on: the snapshot follows at once
+  }
+  const myStatuses = (received: Received, id: string) => received.data.filter((d) => d.myOrderUpdates.id === id).map((d) => d.myOrderUpdates.status as string);
+
+  it("streams myOrderUpdates through the gateway: each change to the caller's orders, resolved across subgraphs, and nobody else's", async () => {
+    const shopperToken = await stack.tokenFor({ customerId: randomUUID() });
+    const received = subscribe(connect(shopperToken), myUpdates);
+    const others = subscribe(connect(customerToken), myUpdates);
+    await startedAtOrders(2);
+    const id = await placeOrder(stack.gatewayUrl, shopperToken, { paymentToken: 'tok_visa', quantity: 1 });
+    const theirs = await placeOrder(stack.gatewayUrl, customerToken, { paymentToken: 'tok_visa', quantity: 1 });
+    await waitFor('CONFIRMED', () => (myStatuses(received, id).includes('CONFIRMED') ? true : undefined));
+    for (const step of ['DISPATCHED', 'IN_TRANSIT', 'DELIVERED'] as const) await advance(id, step);
+    await waitFor('DELIVERED', () => (myStatuses(received, id).includes('DELIVERED') ? true : undefined));
+    await waitFor('the other customer’s order CONFIRMED, for them', () => (myStatuses(others, theirs).includes('CONFIRMED') ? true : undefined));
+
+    expect(received.errors).toEqual([]);
+    expect(myStatuses(received, id)).toEqual(['PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED']);
+    expect(received.data.map((d) => d.myOrderUpdates.id)).toEqual([id, id, id, id]); // not the other customer's order
+    expect(others.data.map((d) => d.myOrderUpdates.id)).not.toContain(id);
+    expect(received.data.at(-1)!.myOrderUpdates).toEqual({
+      id,
+      status: 'DELIVERED',
+      items: [{ quantity: 1, product: { name: inStock[0]!.name, stock: { available: expect.any(Number) } } }],
+      payment: { status: 'CAPTURED' },
+      shipment: { trackingNumber: expect.stringMatching(/\S/), status: 'DELIVERED' },
+    });
+    received.dispose();
+    others.dispose();
+    await noUpstreamLeft();
+  });
+
+  it('gives a client that joins a shared myOrderUpdates later none of the changes committed before it joined, then shares the upstream again', async () => {
+    const shopperToken = await stack.tokenFor({ customerId: randomUUID() });
+    const first = subscribe(connect(shopperToken), myUpdates);
+    await startedAtOrders(1);
+    const id = await placeOrder(stack.gatewayUrl, shopperToken, { paymentToken: 'tok_visa', quantity: 1 });
+    await waitFor('CONFIRMED for the first', () => (myStatuses(first, id).includes('CONFIRMED') ? true : undefined));
+
+    // Same caller, same operation: the upstream the first client has is the one it would share.
+    const late = subscribe(connect(shopperToken), myUpdates);
+    await startedAtOrders(2);
+    await advance(id, 'DISPATCHED');
+    await waitFor('SHIPPED for both', () => (myStatuses(first, id).includes('SHIPPED') && myStatuses(late, id).includes('SHIPPED') ? true : undefined));
+    await advance(id, 'IN_TRANSIT');
+    await advance(id, 'DELIVERED');
+    await waitFor('DELIVERED for both', () => (myStatuses(first, id).includes('DELIVERED') && myStatuses(late, id).includes('DELIVERED') ? true : undefined));
+
+    expect([...first.errors, ...late.errors]).toEqual([]);
+    // PENDING and CONFIRMED committed before the late client joined: not for it, not even the latest.
+    expect(myStatuses(late, id)).toEqual(['SHIPPED', 'DELIVERED']);
+    expect(late.data).toHaveLength(2);
+    expect(myStatuses(first, id)).toEqual(['PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED']);
+    expect(late.data.at(-1)).toEqual(first.data.at(-1)); // the same event, resolved across the same subgraphs
+    expect(late.data.at(-1)!.myOrderUpdates).toMatchObject({ payment: { status: 'CAPTURED' }, shipment: { status: 'DELIVERED' } });
+    // Caught up: both on one subscription at the orders subgraph again.
+    expect(stack.gateway.subscriptionStats()).toMatchObject({ clients: 2, upstreamSubscriptions: 1 });
+    await waitFor('one subscription at the orders subgraph', () => (feed().subscriberCount === 1 ? true : undefined));
+    first.dispose();
+    late.dispose();
+    await noUpstreamLeft();
   });
 
   it('limits subscriptions per connection and connections per caller', async () => {
@@ -243,6 +351,66 @@ describe('subscriptions through the gateway over graphql-ws', () => {
     await noUpstreamLeft(gateway);
   });
 
+  it("counts a caller's multipart and SSE streams with its WebSockets against one limit: over it, HTTP gets 429 TOO_MANY_CONNECTIONS and a socket 4429", async () => {
+    const gateway = await extraGateway({ subscriptions: { maxConnectionsPerCaller: 2 } });
+    const id = await placeOrder(stack.gatewayUrl, customerToken, { paymentToken: 'tok_visa', quantity: 1 });
+    const multipart = 'multipart/mixed;subscriptionSpec="1.0"';
+    const sse = 'text/event-stream';
+    const streams: Stream[] = [];
+    const stream = async (accept: string) => {
+      const opened = await openStream(gateway.url, customerToken, accept, watchOrder, { id });
+      streams.push(opened);
+      return opened;
+    };
+    const served = (opened: Stream) => () => (opened.text().includes('"status"') ? true : undefined);
+    try {
+      // Two HTTP streams: the caller's two slots.
+      const one = await stream(sse);
+      const two = await stream(multipart);
+      expect([one.status, two.status]).toEqual([200, 200]);
+      await waitFor('both streams served', () => (served(one)() && served(two)() ? true : undefined));
+      for (const accept of [sse, multipart]) {
+        const refused = await stream(accept);
+        expect(refused.status).toBe(429);
+        expect((await refused.json()).errors).toEqual([{ message: expect.stringMatching(/Too many connections: at most 2 per caller/), extensions: { code: 'TOO_MANY_CONNECTIONS' } }]);
+      }
+      // A WebSocket of the same caller is over the limit too.
+      let closed: { code: number; reason: string } | undefined;
+      const socket = createClient({ url: gateway.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { Authorization: `Bearer ${customerToken}` }, on: { closed: (event) => (closed = event as { code: number; reason: string }) } });
+      clients.push(socket);
+      const refusedSocket = subscribe(socket, watchOrder, { id });
+      await waitFor('the socket closed', () => closed);
+      expect(closed!.code).toBe(4429);
+      expect(refusedSocket.data).toEqual([]);
+      // Another caller has its own slots.
+      const byAdmin = await openStream(gateway.url, adminToken, sse, watchOrder, { id });
+      streams.push(byAdmin);
+      expect(byAdmin.status).toBe(200);
+      await waitFor('the admin served', served(byAdmin));
+      byAdmin.abort();
+
+      // A stream that ends gives its slot back: one WebSocket and one stream together is the limit.
+      one.abort();
+      await waitFor('the aborted streams gone', () => (gateway.subscriptionStats().httpStreams === 1 ? true : undefined));
+      const ws = createClient({ url: gateway.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { Authorization: `Bearer ${customerToken}` } });
+      clients.push(ws);
+      const overWs = subscribe(ws, watchOrder, { id });
+      await waitFor('served over the WebSocket', () => (overWs.data.length > 0 || overWs.errors.length > 0 ? true : undefined));
+      expect(overWs.errors).toEqual([]);
+      const third = await stream(multipart);
+      expect(third.status).toBe(429);
+      overWs.dispose();
+      await ws.dispose();
+      await waitFor('the WebSocket gone', () => (gateway.subscriptionStats().webSocketConnections === 0 ? true : undefined));
+      const again = await stream(multipart);
+      expect(again.status).toBe(200);
+      await waitFor('served again over HTTP', served(again));
+    } finally {
+      for (const opened of streams) opened.abort();
+    }
+    await noUpstreamLeft(gateway);
+  });
+
   it('closes a socket that does not send connection_init in time (4408), pings idle sockets, and answers protocol pings', async () => {
     const gateway = await extraGateway({ subscriptions: { connectionInitWaitTimeoutMs: 300, keepAliveMs: 200 } });
     const url = gateway.url.replace(/^http/, 'ws');
@@ -286,12 +454,20 @@ describe('subscriptions through the gateway over graphql-ws', () => {
       clients.push(client);
       const received = subscribe(client, watchOrder, { id });
       await waitFor('CONFIRMED', reached(received, 'CONFIRMED'));
+      expect(feed().subscriberCount).toBe(1);
+      expect(gateway.subscriptionStats()).toMatchObject({ upstreamConnections: 1, upstreamReconnections: 0 });
 
       proxy.pause(); // cuts the gateway's socket to the orders subgraph and refuses new ones
+      // The socket really dropped: the subgraph ended the subscription it carried.
+      await waitFor('the subscription gone at the orders subgraph', () => (feed().subscriberCount === 0 ? true : undefined));
       await advance(id, 'DISPATCHED'); // happens while the gateway cannot hear it
       await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(gateway.subscriptionStats().upstreamReconnections).toBe(0); // every attempt refused so far
       proxy.resume();
       await waitFor('SHIPPED after the reconnection', reached(received, 'SHIPPED'));
+      // ...and came back: a new socket, the subscription sent again on it.
+      expect(gateway.subscriptionStats()).toMatchObject({ upstreamConnections: 1, upstreamReconnections: 1 });
+      expect(feed().subscriberCount).toBe(1);
       await advance(id, 'IN_TRANSIT');
       await advance(id, 'DELIVERED');
       await waitFor('DELIVERED', reached(received, 'DELIVERED'));

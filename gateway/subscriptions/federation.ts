@@ -126,9 +126,11 @@ export class Federation {
     const primaryService = this.#services[planned.primary.serviceName]!;
     const answering: GraphQLDataSource<GatewayContext> = {
       process: (options) => {
-        // The primary fetch is answered with the event; anything else goes to the subgraph.
+        // The primary fetch is answered with the event; anything else goes to the subgraph. With a
+        // copy: executeQueryPlan merges the other subgraphs' fields into the data it is given, and
+        // one event is resolved for every view of its upstream, replayed to joiners, and compared.
         if ('request' in options && options.request.query === planned.primary.operation) {
-          return Promise.resolve({ ...(event.data !== undefined ? { data: event.data as Record<string, unknown> } : {}), ...(event.errors ? { errors: [...event.errors] } : {}) });
+          return Promise.resolve({ ...(event.data !== undefined ? { data: structuredClone(event.data) as Record<string, unknown> } : {}), ...(event.errors ? { errors: [...event.errors] } : {}) });
         }
         return primaryService.process(options);
       },

@@ -10,7 +10,9 @@
  *
  * Both authenticate with the request's `Authorization` header, like any HTTP request, and end
  * the upstream subscription when the client goes away. A request that is not valid gets a JSON
- * error response (400) before anything is subscribed.
+ * error response (400) before anything is subscribed. Each open stream takes one of its caller's
+ * connection slots, shared with the caller's WebSockets: over the limit, a JSON 429
+ * TOO_MANY_CONNECTIONS, nothing subscribed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FormattedExecutionResult, GraphQLSchema } from 'graphql';
@@ -19,13 +21,16 @@ import { formatGraphQLError } from '../../platform/errors/masking.ts';
 import { sendJson } from '../../platform/http/graphql-http.ts';
 import { timerAt, tokenExpiryOf } from '../authentication.ts';
 import type { GatewayContext } from '../context.ts';
-import type { FederatedSubscriptions } from './federated-subscriptions.ts';
+import { callerOf, ConnectionsPerCaller, TOO_MANY_CONNECTIONS } from './connections-per-caller.ts';
+import type { FederatedSubscriptions, SubscribeRequest } from './federated-subscriptions.ts';
 import { prepareSubscription, type SubscriptionRequest } from './prepare.ts';
 
 export interface HttpSubscriptionOptions {
   schema: GraphQLSchema;
   subscriptions: FederatedSubscriptions;
   production: boolean;
+  /** Connections per caller, shared with the WebSocket transport. @default 20, counted here alone */
+  connectionsPerCaller?: ConnectionsPerCaller;
   /** Multipart heartbeat and SSE comment interval. @default 5_000 */
   heartbeatMs?: number;
 }
@@ -46,8 +51,11 @@ export function subscriptionProtocolOf(accept: string | undefined): Protocol | u
 /** The streams being served, so the gateway can end them when it stops. */
 export class HttpSubscriptionStreams {
   readonly #open = new Set<() => void>();
+  readonly #perCaller: ConnectionsPerCaller;
 
-  constructor(private readonly options: HttpSubscriptionOptions) {}
+  constructor(private readonly options: HttpSubscriptionOptions) {
+    this.#perCaller = options.connectionsPerCaller ?? new ConnectionsPerCaller(20);
+  }
 
   get open(): number {
     return this.#open.size;
@@ -71,7 +79,20 @@ export class HttpSubscriptionStreams {
       sendJson(response, 400, { errors: prepared.errors.map((error) => formatGraphQLError(error, this.options.production)) });
       return;
     }
-    const started = this.options.subscriptions.subscribe({ ...prepared.subscription, context });
+    const release = this.#perCaller.acquire(callerOf(context.identity, request.socket.remoteAddress));
+    if (!release) {
+      sendJson(response, 429, { errors: [{ message: this.#perCaller.refusal, extensions: { code: TOO_MANY_CONNECTIONS } }] });
+      return;
+    }
+    try {
+      await this.#stream(request, response, protocol, { ...prepared.subscription, context });
+    } finally {
+      release(); // the caller's slot is held exactly as long as the stream
+    }
+  }
+
+  async #stream(request: IncomingMessage, response: ServerResponse, protocol: Protocol, subscription: SubscribeRequest): Promise<void> {
+    const started = this.options.subscriptions.subscribe(subscription);
     const writer = protocol === 'multipart' ? multipartWriter(response) : sseWriter(response);
     response.flushHeaders();
     if (!(Symbol.asyncIterator in started)) {

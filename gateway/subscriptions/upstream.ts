@@ -78,6 +78,7 @@ export function scopeKeyOf(identity: Identity): string {
 export class UpstreamSubscriptions {
   readonly #options: Required<Omit<UpstreamOptions, 'signer' | 'log'>> & Pick<UpstreamOptions, 'signer' | 'log'>;
   readonly #connections = new Map<string, Connection>();
+  #reconnections = 0;
 
   constructor(options: UpstreamOptions) {
     this.#options = {
@@ -100,6 +101,11 @@ export class UpstreamSubscriptions {
   /** Sockets open (or opening) to subgraphs. */
   get connections(): number {
     return this.#connections.size;
+  }
+
+  /** Times a subgraph socket dropped and was connected again, its subscriptions re-sent (since start). */
+  get reconnections(): number {
+    return this.#reconnections;
   }
 
   /** Starts the subscription at the subgraph; the returned function ends it. */
@@ -211,6 +217,7 @@ export class UpstreamSubscriptions {
         },
         connected: (_socket, _payload, wasRetry) => {
           if (!wasRetry) return;
+          this.#reconnections++;
           log.info('subgraph socket reconnected: subscriptions resumed', { subgraph: request.subgraph });
           for (const upstream of upstreams) upstream.sink.resubscribed?.();
         },

@@ -7,7 +7,8 @@
  *   checked by the same rules as HTTP. No token is anonymous; a bad one closes the socket with
  *   4403 and the reason. The socket is closed with 4403 when the token expires.
  * - Limits: subscriptions per connection (TOO_MANY_SUBSCRIPTIONS on the operation) and
- *   connections per caller (the customer, or the address of an anonymous one: 4429).
+ *   connections per caller (the customer, or the address of an anonymous one: 4429), counted
+ *   together with the caller's multipart and SSE streams (connections-per-caller.ts).
  * - Keep-alive: a WebSocket ping every `keepAliveMs`; a socket that does not pong is dropped.
  *   Protocol-level `ping` messages from the client are answered with `pong`.
  * - `connectionInitWaitTimeout`: a socket that does not send `connection_init` in time is closed (4408).
@@ -27,6 +28,7 @@ import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
 import { identityFromAuthorization, timerAt, tokenExpiryOf } from '../authentication.ts';
 import type { GatewayContext } from '../context.ts';
+import { callerOf, ConnectionsPerCaller } from './connections-per-caller.ts';
 import type { FederatedSubscriptions } from './federated-subscriptions.ts';
 import { prepareSubscription } from './prepare.ts';
 
@@ -49,6 +51,11 @@ export interface WebSocketTransportOptions {
   production: boolean;
   log: Logger;
   limits?: SubscriptionLimits;
+  /**
+   * The per-caller connection count shared with the HTTP streams. Without it, WebSockets are
+   * counted on their own against `limits.maxConnectionsPerCaller`.
+   */
+  connectionsPerCaller?: ConnectionsPerCaller;
   /** While false, new sockets are refused (the gateway is starting or stopping). */
   isReady?: () => boolean;
 }
@@ -61,7 +68,8 @@ export interface WebSocketTransport {
 
 interface Connection {
   identity: Identity;
-  caller: string;
+  /** Gives the caller's connection slot back. */
+  release: () => void;
   connectionId: string;
   expiryTimer?: NodeJS.Timeout;
 }
@@ -88,7 +96,7 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
   };
   const wss = new WebSocketServer({ server: options.http, path: '/graphql' });
   const connections = new WeakMap<object, Connection>();
-  const perCaller = new Map<string, number>();
+  const perCaller = options.connectionsPerCaller ?? new ConnectionsPerCaller(limits.maxConnectionsPerCaller);
 
   wss.on('connection', (socket) => {
     if (options.isReady && !options.isReady()) socket.close(1013, 'Starting up: try again in a moment');
@@ -111,14 +119,12 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
         // The client may have gone while its token was verified: graphql-ws has then already run
         // onClose, so counting this connection now would hold its caller's slot forever.
         if (socket.readyState !== socket.OPEN) return false;
-        const caller = identity.customerId ? `customer:${identity.customerId}` : `address:${request.socket.remoteAddress ?? 'unknown'}`;
-        const open = perCaller.get(caller) ?? 0;
-        if (open >= limits.maxConnectionsPerCaller) {
-          socket.close(4429, `Too many connections: at most ${limits.maxConnectionsPerCaller} per caller`);
+        const release = perCaller.acquire(callerOf(identity, request.socket.remoteAddress));
+        if (!release) {
+          socket.close(4429, perCaller.refusal);
           return false;
         }
-        perCaller.set(caller, open + 1);
-        const connection: Connection = { identity, caller, connectionId: randomUUID() };
+        const connection: Connection = { identity, release, connectionId: randomUUID() };
         const expiresAt = tokenExpiryOf(authorization);
         if (expiresAt !== undefined) connection.expiryTimer = timerAt(expiresAt, () => socket.close(4403, 'The token has expired: sign in again'));
         connections.set(ctx.extra, connection);
@@ -129,9 +135,7 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
         if (!connection) return;
         connections.delete(ctx.extra);
         clearTimeout(connection.expiryTimer);
-        const left = (perCaller.get(connection.caller) ?? 1) - 1;
-        if (left > 0) perCaller.set(connection.caller, left);
-        else perCaller.delete(connection.caller);
+        connection.release();
       },
       onSubscribe: (ctx, id, payload) => {
         const connection = connections.get(ctx.extra)!;

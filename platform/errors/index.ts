@@ -22,6 +22,8 @@ export const ErrorCode = {
   TOO_MANY_SUBSCRIPTIONS: 'TOO_MANY_SUBSCRIPTIONS',
   /** A subscriber read its events too slowly and was let go. */
   SUBSCRIBER_TOO_SLOW: 'SUBSCRIBER_TOO_SLOW',
+  /** A caller holds as many subscription connections (WebSockets and HTTP streams) as allowed. */
+  TOO_MANY_CONNECTIONS: 'TOO_MANY_CONNECTIONS',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -37,6 +39,7 @@ export const clientErrorCodes: ReadonlySet<string> = new Set([
   ErrorCode.SUBGRAPH_UNAVAILABLE,
   ErrorCode.TOO_MANY_SUBSCRIPTIONS,
   ErrorCode.SUBSCRIBER_TOO_SLOW,
+  ErrorCode.TOO_MANY_CONNECTIONS,
   // Produced by graphql-js / Apollo Server for malformed operations; safe to show.
   'GRAPHQL_PARSE_FAILED',
   'GRAPHQL_VALIDATION_FAILED',
