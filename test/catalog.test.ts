@@ -46,7 +46,7 @@ const productsQuery = /* GraphQL */ `
   query Products($filter: ProductFilter, $first: Int, $after: String) {
     products(filter: $filter, first: $first, after: $after) {
       totalCount
-      pageInfo { hasNextPage endCursor }
+      pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
       edges { cursor node { id sku name price category { id slug } } }
     }
   }
@@ -116,6 +116,9 @@ async function allPages(filter: Record<string, unknown> | undefined, first: numb
     totals.push(connection.totalCount);
     nodes.push(...connection.edges.map((edge: { node: (typeof nodes)[number] }) => edge.node));
     if (connection.edges.length > 0) expect(connection.pageInfo.endCursor).toBe(connection.edges.at(-1).cursor);
+    expect(connection.pageInfo.startCursor).toBe(connection.edges[0]?.cursor ?? null);
+    // Relay: paging forward, a page after a cursor has one before it.
+    expect(connection.pageInfo.hasPreviousPage).toBe(after !== null);
     if (!connection.pageInfo.hasNextPage) return { nodes, totals, pages: page + 1 };
     expect(connection.edges).toHaveLength(first);
     after = connection.pageInfo.endCursor;
@@ -149,14 +152,19 @@ describe('paging through all products', () => {
     const res = await browse({ first: 100 });
     expect(res.errors).toBeUndefined();
     expect(res.data!.products.edges).toHaveLength(60);
-    expect(res.data!.products.pageInfo).toEqual({ hasNextPage: false, endCursor: res.data!.products.edges[59].cursor });
+    expect(res.data!.products.pageInfo).toEqual({
+      hasNextPage: false,
+      hasPreviousPage: false,
+      startCursor: res.data!.products.edges[0].cursor,
+      endCursor: res.data!.products.edges[59].cursor,
+    });
   });
 
   it('returns an empty page with a null end cursor after the last product', async () => {
     const last = await browse({ first: 100 });
     const res = await browse({ first: 10, after: last.data!.products.pageInfo.endCursor });
     expect(res.errors).toBeUndefined();
-    expect(res.data!.products).toEqual({ totalCount: 60, edges: [], pageInfo: { hasNextPage: false, endCursor: null } });
+    expect(res.data!.products).toEqual({ totalCount: 60, edges: [], pageInfo: { hasNextPage: false, hasPreviousPage: true, startCursor: null, endCursor: null } });
   });
 
   it('answers `first: 0` with no edges and the total count, and says more products follow (Relay HasNextPage)', async () => {

@@ -52,3 +52,20 @@ export function decodeCursor(cursor: string | null | undefined, isValidKey: (key
   if (!isValidKey(key)) throw invalidInput(`${field} is not a valid cursor: use a cursor returned by a previous page`, field);
   return key;
 }
+
+/** Relay's PageInfo of a forward page. */
+export interface PageInfo {
+  hasNextPage: boolean;
+  /**
+   * Paging forward, Relay lets this be false; we say true after a cursor, since the edge it
+   * names comes before this page (it may have left the filter since, which only a backward
+   * query could tell).
+   */
+  hasPreviousPage: boolean;
+  startCursor: string | null;
+  endCursor: string | null;
+}
+
+export function forwardPageInfo(edges: readonly { cursor: string }[], hasNextPage: boolean, after: unknown): PageInfo {
+  return { hasNextPage, hasPreviousPage: after !== undefined && after !== null, startCursor: edges[0]?.cursor ?? null, endCursor: edges.at(-1)?.cursor ?? null };
+}

@@ -1,6 +1,6 @@
 /** Browsing the catalog: filters and pages checked before any query runs. */
 import { invalidInput } from '../../../platform/errors/domain-error.ts';
-import { decodeCursor, encodeCursor, pageSize } from '../../../platform/graphql/pagination.ts';
+import { decodeCursor, encodeCursor, forwardPageInfo, pageSize, type PageInfo } from '../../../platform/graphql/pagination.ts';
 import { isUuid } from '../../../platform/ids.ts';
 import { checkPriceRange, checkSearchText } from '../domain/product.ts';
 import type { ProductPosition, ProductQuery, ProductRecord, ProductRepository } from '../infrastructure/product-repository.ts';
@@ -15,7 +15,7 @@ export interface ProductFilterInput {
 
 export interface ProductConnection {
   edges: { cursor: string; node: ProductRecord }[];
-  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+  pageInfo: PageInfo;
   totalCount: () => Promise<number>;
 }
 
@@ -66,7 +66,7 @@ export async function browseProducts(
   const edges = page.products.map((node) => ({ cursor: encodeCursor(JSON.stringify([node.name, node.id])), node }));
   return {
     edges,
-    pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null },
+    pageInfo: forwardPageInfo(edges, page.hasNextPage, after),
     totalCount: page.totalCount,
   };
 }

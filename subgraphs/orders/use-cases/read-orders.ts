@@ -4,14 +4,14 @@
  */
 import type DataLoader from 'dataloader';
 import { DomainError, invalidInput } from '../../../platform/errors/domain-error.ts';
-import { decodeCursor, encodeCursor, pageSize } from '../../../platform/graphql/pagination.ts';
+import { decodeCursor, encodeCursor, forwardPageInfo, pageSize, type PageInfo } from '../../../platform/graphql/pagination.ts';
 import { isAdmin, requireSignedIn, type Identity } from '../../../platform/identity/identity.ts';
 import { isUuid } from '../../../platform/ids.ts';
 import type { OrderPosition, OrderReadModel, OrderView } from '../infrastructure/order-read-model.ts';
 
 export interface OrderConnection {
   edges: { cursor: string; node: OrderView }[];
-  pageInfo: { hasNextPage: boolean; endCursor: string | null };
+  pageInfo: PageInfo;
 }
 
 export function checkOrderId(id: string, field = 'id'): string {
@@ -63,5 +63,5 @@ export async function listCustomerOrders(
   const after = decodePosition(args.after);
   const page = isUuid(customerId) ? await readModel.customerOrders(customerId, first, after) : { orders: [], hasNextPage: false };
   const edges = page.orders.map((node) => ({ cursor: encodeCursor(JSON.stringify([node.placedAt, node.orderId])), node }));
-  return { edges, pageInfo: { hasNextPage: page.hasNextPage, endCursor: edges.at(-1)?.cursor ?? null } };
+  return { edges, pageInfo: forwardPageInfo(edges, page.hasNextPage, after) };
 }
