@@ -328,6 +328,31 @@ describe('reading orders', () => {
     expect(byAdmin.data!._entities[0].orders.edges).toHaveLength(2);
   });
 
+  it("pages the orders of any number of Customer references with one SQL statement, each customer's own", async () => {
+    const customers = Array.from({ length: 6 }, () => ({ customerId: randomUUID(), roles: ['customer'] }) satisfies Identity);
+    const placedBy = new Map<string, string[]>();
+    for (const [i, customer] of customers.entries()) {
+      const ids: string[] = [];
+      for (let n = 0; n < i % 3; n++) ids.push((await placed(customer)).id);
+      placedBy.set(customer.customerId, ids.reverse());
+    }
+    const all = [...placedBy.values()].flat();
+    await waitFor('the projector', async () => (await sql.query('SELECT count(*)::int AS n FROM order_summaries WHERE order_id = ANY($1)', [all])).rows[0].n === all.length);
+    const representations = customers.map(({ customerId }) => ({ __typename: 'Customer', id: customerId }));
+    const before = orders.statements.count;
+
+    const response = await call(admin, 'query ($reps: [_Any!]!) { _entities(representations: $reps) { ... on Customer { id orders(first: 1) { edges { node { id } } pageInfo { hasNextPage } } } } }', { reps: representations });
+
+    expect(response.errors).toBeUndefined();
+    expect(orders.statements.count - before).toBe(1);
+    expect(response.data!._entities).toEqual(
+      customers.map(({ customerId }) => {
+        const own = placedBy.get(customerId)!;
+        return { id: customerId, orders: { edges: own.slice(0, 1).map((id) => ({ node: { id } })), pageInfo: { hasNextPage: own.length > 1 } } };
+      }),
+    );
+  });
+
   it('resolves any number of Order references with one SQL statement', async () => {
     const mine = [await placed(alice), await placed(alice)].map((o) => o.id);
     await waitFor('the projector', async () => (await sql.query('SELECT count(*)::int AS n FROM order_summaries WHERE order_id = ANY($1)', [mine])).rows[0].n === 2);

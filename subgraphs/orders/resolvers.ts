@@ -36,6 +36,6 @@ export const resolvers: GraphQLResolverMap<OrdersContext> = {
   },
   Customer: {
     __resolveReference: (reference: { id: string }) => ({ id: reference.id }),
-    orders: (customer: { id: string }, args: { first?: number; after?: string }, ctx) => listCustomerOrders(ctx.readModel, ctx.identity, customer.id, args),
+    orders: (customer: { id: string }, args: { first?: number; after?: string }, ctx) => listCustomerOrders(ctx.customerOrdersLoader, ctx.identity, customer.id, args),
   },
 };

@@ -130,6 +130,7 @@ function requestContext(
     orders,
     readModel,
     orderLoader: readModel.createOrderLoader(),
+    customerOrdersLoader: readModel.createCustomerOrdersLoader(),
     timelineLoader: readModel.createTimelineLoader(),
     streamLoader: readModel.createStreamLoader(),
     projectionFeed,

@@ -40,6 +40,27 @@ export interface OrderPosition {
   orderId: string;
 }
 
+/** One page of one customer's orders, as `Customer.orders(first, after)` asks for it. */
+export interface CustomerOrdersKey {
+  customerId: string;
+  first: number;
+  after?: OrderPosition;
+}
+
+/** Map.groupBy, which Node 20 lacks. */
+function groupBy<T>(items: readonly T[], keyOf: (item: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>();
+  for (const item of items) {
+    const key = keyOf(item);
+    const group = groups.get(key);
+    if (group) group.push(item);
+    else groups.set(key, [item]);
+  }
+  return groups;
+}
+
+const customerOrdersKey = (key: CustomerOrdersKey) => JSON.stringify([key.customerId, key.first, key.after?.placedAt ?? null, key.after?.orderId ?? null]);
+
 export interface OrderPage {
   orders: OrderView[];
   hasNextPage: boolean;
@@ -209,18 +230,52 @@ export class OrderReadModel {
   }
 
   /** A customer's orders, newest first: a keyset page after `after`. */
-  async customerOrders(customerId: string, first: number, after?: OrderPosition): Promise<OrderPage> {
-    const rows = await this.db.orderSummary.findMany({
-      where: {
-        customerId,
-        ...(after
-          ? { OR: [{ placedAt: { lt: new Date(after.placedAt) } }, { placedAt: new Date(after.placedAt), orderId: { gt: after.orderId } }] }
-          : {}),
+  /**
+   * Per request: pages of customers' orders, one statement for every customer of a batch (the
+   * Customer entities of one `_entities` fetch ask for the same page, so one key of `first` and
+   * `after` usually covers the batch; each distinct one costs one more statement).
+   */
+  createCustomerOrdersLoader(): DataLoader<CustomerOrdersKey, OrderPage, string> {
+    return new DataLoader(
+      async (keys) => {
+        const pages = new Map<string, OrderPage>();
+        const byPage = groupBy(keys, (key) => JSON.stringify([key.first, key.after ?? null]));
+        for (const group of byPage.values()) {
+          const { first, after } = group[0]!;
+          const found = await this.customersOrders([...new Set(group.map((key) => key.customerId))], first, after);
+          for (const key of group) pages.set(customerOrdersKey(key), found.get(key.customerId) ?? { orders: [], hasNextPage: false });
+        }
+        return keys.map((key) => pages.get(customerOrdersKey(key))!);
       },
-      orderBy: [{ placedAt: 'desc' }, { orderId: 'asc' }],
-      // One row more than asked tells whether another page follows (also for `first: 0`).
-      take: first + 1,
-    });
-    return { orders: rows.slice(0, first).map((row) => viewOfSummary(summaryOf(row), 'projection')), hasNextPage: rows.length > first };
+      { cacheKeyFn: customerOrdersKey },
+    );
   }
+
+  /** Each customer's orders newest first, `first` of them after `after`, in ONE statement. */
+  private async customersOrders(customerIds: string[], first: number, after?: OrderPosition): Promise<Map<string, OrderPage>> {
+    const afterAt = after ? new Date(after.placedAt) : null;
+    const afterId = after?.orderId ?? null;
+    // One row more than asked per customer tells whether another page follows (also for `first: 0`).
+    const rows = await this.db.$queryRaw<{ customer_id: string; body: Record<string, unknown> }[]>`
+      SELECT ranked.customer_id::text AS customer_id, ranked.body FROM (
+        SELECT s.customer_id, to_jsonb(s) AS body,
+               row_number() OVER (PARTITION BY s.customer_id ORDER BY s.placed_at DESC, s.order_id ASC) AS n
+        FROM order_summaries s
+        WHERE s.customer_id = ANY(${customerIds}::uuid[])
+          AND (${afterAt}::timestamptz IS NULL
+               OR s.placed_at < ${afterAt}::timestamptz
+               OR (s.placed_at = ${afterAt}::timestamptz AND s.order_id > ${afterId}::uuid))
+      ) ranked
+      WHERE ranked.n <= ${first + 1}
+      ORDER BY ranked.customer_id, ranked.n`;
+    const pages = new Map<string, OrderPage>();
+    for (const [customerId, own] of groupBy(rows, (row) => row.customer_id)) {
+      pages.set(customerId, {
+        orders: own.slice(0, first).map((row) => viewOfSummary(summaryOfJson(row.body), 'projection')),
+        hasNextPage: own.length > first,
+      });
+    }
+    return pages;
+  }
+
 }

@@ -7,7 +7,7 @@ import { DomainError, invalidInput } from '../../../platform/errors/domain-error
 import { decodeCursor, encodeCursor, forwardPageInfo, pageSize, type PageInfo } from '../../../platform/graphql/pagination.ts';
 import { isAdmin, requireSignedIn, type Identity } from '../../../platform/identity/identity.ts';
 import { isUuid } from '../../../platform/ids.ts';
-import type { OrderPosition, OrderReadModel, OrderView } from '../infrastructure/order-read-model.ts';
+import type { CustomerOrdersKey, OrderPage, OrderPosition, OrderReadModel, OrderView } from '../infrastructure/order-read-model.ts';
 
 export interface OrderConnection {
   edges: { cursor: string; node: OrderView }[];
@@ -52,7 +52,7 @@ function parsePosition(text: string): OrderPosition | undefined {
 
 /** A customer's orders, newest first, for that customer or an admin (FORBIDDEN otherwise). */
 export async function listCustomerOrders(
-  readModel: OrderReadModel,
+  pages: Pick<DataLoader<CustomerOrdersKey, OrderPage, string>, 'load'>,
   identity: Identity,
   customerId: string,
   args: { first?: number | null; after?: string | null },
@@ -61,7 +61,7 @@ export async function listCustomerOrders(
   if (customerId !== callerId && !isAdmin(identity)) throw new DomainError('FORBIDDEN', "Only the customer themself and admins can read a customer's orders");
   const first = pageSize(args.first);
   const after = decodePosition(args.after);
-  const page = isUuid(customerId) ? await readModel.customerOrders(customerId, first, after) : { orders: [], hasNextPage: false };
+  const page = isUuid(customerId) ? await pages.load({ customerId: customerId.toLowerCase(), first, ...(after ? { after } : {}) }) : { orders: [], hasNextPage: false };
   const edges = page.orders.map((node) => ({ cursor: encodeCursor(JSON.stringify([node.placedAt, node.orderId])), node }));
   return { edges, pageInfo: forwardPageInfo(edges, page.hasNextPage, after) };
 }
