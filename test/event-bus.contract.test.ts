@@ -223,6 +223,24 @@ describe.each([natsAdapter(), postgresAdapter()])('the $name event bus', (adapte
     expect(await events.deadLetters(consumer('inventory'))).toEqual([]);
   });
 
+  it('starts handlers in publish order when it handles several events at once', async () => {
+    const events = await bus();
+    const started: string[] = [];
+    let running = 0;
+    let most = 0;
+    await events.subscribe(consumer('payments'), { types: [type], concurrency: 4 }, async (event) => {
+      started.push(event.eventId);
+      most = Math.max(most, ++running);
+      await new Promise((resolve) => setTimeout(resolve, 30 + Math.random() * 40));
+      running -= 1;
+    });
+    const published = Array.from({ length: 24 }, () => eventOf(type));
+    for (const event of published) await events.publish(event);
+    await waitFor('every event handled', async () => started.length === published.length && (await events.status()).find((s) => s.consumer === consumer('payments'))?.lag === 0, 20_000);
+    expect(started).toEqual(published.map((event) => event.eventId));
+    expect(most).toBeGreaterThan(1);
+  });
+
   it('keeps the delivery of a handler that outlasts the redelivery time, and delivers it once, even with idle workers beside it', async () => {
     const events = await adapter.createRedeliveringAfter(1_000);
     cleanups.push(() => events.close());

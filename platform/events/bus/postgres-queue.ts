@@ -225,23 +225,38 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
       const queue = await declareQueue(rules);
 
       let stopping = false;
-      const loop = async () => {
+      const running = new Set<Promise<void>>();
+      // ONE loop fetches, up to `concurrency` deliveries run. Handlers start in the order jobs were
+      // fetched, which is the queue's order, so a consumer that serialises per aggregate (payments'
+      // keyed lock) sees each aggregate's events in order; several fetching loops would race.
+      const loop = (async () => {
         while (!stopping) {
-          const [job] = await boss.fetch<JobData>(queue, { batchSize: 1, includeMetadata: true });
+          // A free slot first, then a job: a fetched job's expiry runs from its fetch.
+          while (running.size >= rules.concurrency && !stopping) await Promise.race(running);
+          if (stopping) break;
+          let job: PgBoss.JobWithMetadata<JobData> | undefined;
+          try {
+            [job] = await boss.fetch<JobData>(queue, { batchSize: 1, includeMetadata: true });
+          } catch (error) {
+            logger.warn('fetching the next event failed; trying again', { consumer, ...errorFields(error) });
+          }
           if (!job) {
             if (!stopping) await sleep(queue, pollingIntervalMs);
             continue;
           }
-          await deliver(rules, queue, handler, job).catch((error) => logger.error('delivery failed', { consumer, ...errorFields(error) }));
+          const delivery: Promise<void> = deliver(rules, queue, handler, job)
+            .catch((error) => logger.error('delivery failed', { consumer, ...errorFields(error) }))
+            .finally(() => running.delete(delivery));
+          running.add(delivery);
         }
-      };
-      const loops = Array.from({ length: rules.concurrency }, loop);
+        await Promise.all(running);
+      })();
       const subscription: Subscription = {
         async stop() {
           stopping = true;
           subscriptions.delete(subscription);
           wake(queue);
-          await Promise.all(loops);
+          await loop;
         },
       };
       subscriptions.add(subscription);
