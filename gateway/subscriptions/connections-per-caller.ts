@@ -3,11 +3,7 @@
  * sockets and multipart / SSE streams count against the same bound (docs/decisions/0007). A
  * caller is the signed-in customer, or the client address of an anonymous one.
  */
-import { ErrorCode } from '../../platform/errors/index.ts';
 import type { Identity } from '../../platform/identity/identity.ts';
-
-/** The code of an HTTP stream refused for this limit (429); a WebSocket is closed with 4429. */
-export const TOO_MANY_CONNECTIONS = ErrorCode.TOO_MANY_CONNECTIONS;
 
 export function callerOf(identity: Identity, remoteAddress: string | undefined): string {
   return identity.customerId ? `customer:${identity.customerId}` : `address:${remoteAddress ?? 'unknown'}`;

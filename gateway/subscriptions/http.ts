@@ -21,7 +21,7 @@ import { formatGraphQLError } from '../../platform/errors/masking.ts';
 import { sendJson } from '../../platform/http/graphql-http.ts';
 import { timerAt, tokenExpiryOf } from '../authentication.ts';
 import type { GatewayContext } from '../context.ts';
-import { callerOf, ConnectionsPerCaller, TOO_MANY_CONNECTIONS } from './connections-per-caller.ts';
+import { callerOf, type ConnectionsPerCaller } from './connections-per-caller.ts';
 import type { FederatedSubscriptions, SubscribeRequest } from './federated-subscriptions.ts';
 import { prepareSubscription, type SubscriptionRequest } from './prepare.ts';
 
@@ -29,8 +29,8 @@ export interface HttpSubscriptionOptions {
   schema: GraphQLSchema;
   subscriptions: FederatedSubscriptions;
   production: boolean;
-  /** Connections per caller, shared with the WebSocket transport. @default 20, counted here alone */
-  connectionsPerCaller?: ConnectionsPerCaller;
+  /** Connections per caller, shared with the WebSocket transport. */
+  connectionsPerCaller: ConnectionsPerCaller;
   /** Multipart heartbeat and SSE comment interval. @default 5_000 */
   heartbeatMs?: number;
 }
@@ -51,11 +51,8 @@ export function subscriptionProtocolOf(accept: string | undefined): Protocol | u
 /** The streams being served, so the gateway can end them when it stops. */
 export class HttpSubscriptionStreams {
   readonly #open = new Set<() => void>();
-  readonly #perCaller: ConnectionsPerCaller;
 
-  constructor(private readonly options: HttpSubscriptionOptions) {
-    this.#perCaller = options.connectionsPerCaller ?? new ConnectionsPerCaller(20);
-  }
+  constructor(private readonly options: HttpSubscriptionOptions) {}
 
   get open(): number {
     return this.#open.size;
@@ -79,9 +76,10 @@ export class HttpSubscriptionStreams {
       sendJson(response, 400, { errors: prepared.errors.map((error) => formatGraphQLError(error, this.options.production)) });
       return;
     }
-    const release = this.#perCaller.acquire(callerOf(context.identity, request.socket.remoteAddress));
+    const perCaller = this.options.connectionsPerCaller;
+    const release = perCaller.acquire(callerOf(context.identity, request.socket.remoteAddress));
     if (!release) {
-      sendJson(response, 429, { errors: [{ message: this.#perCaller.refusal, extensions: { code: TOO_MANY_CONNECTIONS } }] });
+      sendJson(response, 429, { errors: [{ message: perCaller.refusal, extensions: { code: ErrorCode.TOO_MANY_CONNECTIONS } }] });
       return;
     }
     try {

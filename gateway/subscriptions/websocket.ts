@@ -28,7 +28,7 @@ import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
 import { identityFromAuthorization, timerAt, tokenExpiryOf } from '../authentication.ts';
 import type { GatewayContext } from '../context.ts';
-import { callerOf, ConnectionsPerCaller } from './connections-per-caller.ts';
+import { callerOf, type ConnectionsPerCaller } from './connections-per-caller.ts';
 import type { FederatedSubscriptions } from './federated-subscriptions.ts';
 import { prepareSubscription } from './prepare.ts';
 
@@ -51,11 +51,8 @@ export interface WebSocketTransportOptions {
   production: boolean;
   log: Logger;
   limits?: SubscriptionLimits;
-  /**
-   * The per-caller connection count shared with the HTTP streams. Without it, WebSockets are
-   * counted on their own against `limits.maxConnectionsPerCaller`.
-   */
-  connectionsPerCaller?: ConnectionsPerCaller;
+  /** The per-caller connection count (its bound is `limits.maxConnectionsPerCaller`), shared with the HTTP streams. */
+  connectionsPerCaller: ConnectionsPerCaller;
   /** While false, new sockets are refused (the gateway is starting or stopping). */
   isReady?: () => boolean;
 }
@@ -90,13 +87,12 @@ function authorizationOf(payload: Record<string, unknown> | undefined): string |
 export function attachWebSocketSubscriptions(options: WebSocketTransportOptions): WebSocketTransport {
   const limits = {
     maxSubscriptionsPerConnection: options.limits?.maxSubscriptionsPerConnection ?? 100,
-    maxConnectionsPerCaller: options.limits?.maxConnectionsPerCaller ?? 20,
     connectionInitWaitTimeoutMs: options.limits?.connectionInitWaitTimeoutMs ?? 3_000,
     keepAliveMs: options.limits?.keepAliveMs ?? 12_000,
   };
   const wss = new WebSocketServer({ server: options.http, path: '/graphql' });
   const connections = new WeakMap<object, Connection>();
-  const perCaller = options.connectionsPerCaller ?? new ConnectionsPerCaller(limits.maxConnectionsPerCaller);
+  const perCaller = options.connectionsPerCaller;
 
   wss.on('connection', (socket) => {
     if (options.isReady && !options.isReady()) socket.close(1013, 'Starting up: try again in a moment');

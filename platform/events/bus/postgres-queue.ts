@@ -20,7 +20,7 @@ import { redact } from '../../database/provision.ts';
 import { createLogger, errorFields, type Logger } from '../../logging/logger.ts';
 import type { EventEnvelope } from '../envelope.ts';
 import type { ConsumerStatus, DeadLetter, EventBus, EventHandler, Subscription } from '../bus.ts';
-import { assertPublishable, backoffAfter, runHandler, subscriptionRules, type SubscriptionRules } from './rules.ts';
+import { assertPublishable, backoffAfter, createLimiter, runHandler, subscriptionRules, type SubscriptionRules } from './rules.ts';
 
 export interface PostgresQueueBusOptions {
   /** Database holding the queues, e.g. `postgres://h:5432/commerce_events`. It must exist (createEventBus creates it). Required. */
@@ -225,14 +225,14 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
       const queue = await declareQueue(rules);
 
       let stopping = false;
-      const running = new Set<Promise<void>>();
+      const limiter = createLimiter(rules.concurrency, (error) => logger.error('delivery failed', { consumer, ...errorFields(error) }));
       // ONE loop fetches, up to `concurrency` deliveries run. Handlers start in the order jobs were
       // fetched, which is the queue's order, so a consumer that serialises per aggregate (payments'
       // keyed lock) sees each aggregate's events in order; several fetching loops would race.
       const loop = (async () => {
         while (!stopping) {
           // A free slot first, then a job: a fetched job's expiry runs from its fetch.
-          while (running.size >= rules.concurrency && !stopping) await Promise.race(running);
+          await limiter.slotFree();
           if (stopping) break;
           let job: PgBoss.JobWithMetadata<JobData> | undefined;
           try {
@@ -244,12 +244,9 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
             if (!stopping) await sleep(queue, pollingIntervalMs);
             continue;
           }
-          const delivery: Promise<void> = deliver(rules, queue, handler, job)
-            .catch((error) => logger.error('delivery failed', { consumer, ...errorFields(error) }))
-            .finally(() => running.delete(delivery));
-          running.add(delivery);
+          await limiter.run(() => deliver(rules, queue, handler, job));
         }
-        await Promise.all(running);
+        await limiter.drain();
       })();
       const subscription: Subscription = {
         async stop() {

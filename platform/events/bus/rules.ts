@@ -80,9 +80,14 @@ export async function runHandler(handler: EventHandler, event: EventEnvelope, at
  */
 export function createLimiter(concurrency: number, onError: (error: unknown) => void) {
   const running = new Set<Promise<void>>();
+  const slotFree = async (): Promise<void> => {
+    while (running.size >= concurrency) await Promise.race(running);
+  };
   return {
+    /** Resolves once a task could start at once (a consumer that must claim work only when it can start it). */
+    slotFree,
     async run(task: () => Promise<void>): Promise<void> {
-      while (running.size >= concurrency) await Promise.race(running);
+      await slotFree();
       const promise: Promise<void> = task()
         .catch(onError)
         .finally(() => running.delete(promise));
