@@ -1,0 +1,109 @@
+/**
+ * The gateway's one extension seam. Every transport (HTTP, graphql-ws, multipart HTTP, SSE)
+ * admits connections and operations through the same core (core.ts), and every call to a
+ * subgraph (HTTP fetch, upstream subscription, subgraph socket) goes through the same hooks. A
+ * cross-cutting concern — identity signing, limits, cost, rate limits, timeouts — is one
+ * `GatewayPlugin`, never an edit in each transport.
+ *
+ * Order of the hooks for one operation:
+ *
+ *   onConnection ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ planning ─▶ onSubgraphRequest
+ *   (who, how)      (parsed AST)                  (valid, variables       (each fetch, each
+ *                                                  coerced)                upstream subscription)
+ *
+ * Plugins run in the order they are given; the first that throws refuses, and the rest do not
+ * run. A refusal is a `GatewayRefusal` (refusal.ts): a GraphQL error with a code, an HTTP status
+ * and, for WebSockets, a close code.
+ */
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { DocumentNode, OperationDefinitionNode } from 'graphql';
+import type { Identity } from '../../platform/identity/identity.ts';
+import type { GatewayContext } from '../context.ts';
+
+/** How a client reaches the gateway. */
+export type Transport = 'http' | 'graphql-ws' | 'multipart' | 'sse';
+
+/** A client connection: one HTTP request, one WebSocket, or one multipart / SSE stream. */
+export interface ClientConnection {
+  readonly transport: Transport;
+  /** The HTTP request, or the WebSocket's upgrade request. */
+  readonly request: IncomingMessage;
+  readonly identity: Identity;
+  /** `customer:<id>` for a signed-in caller, else `address:<ip>`: what per-caller limits count. */
+  readonly caller: string;
+  readonly remoteAddress: string;
+  /** Operations running on this connection now (subscriptions of a WebSocket; 1 for HTTP). */
+  readonly activeOperations: number;
+}
+
+/** A document as parsed, not yet validated: the place for cheap structural checks. */
+export interface ParsedDocument {
+  readonly connection: ClientConnection;
+  readonly source: string;
+  readonly document: DocumentNode;
+  readonly operationName: string | null;
+}
+
+/** An operation that parsed, validated, and whose variables are coerced: nothing planned or called yet. */
+export interface AdmittedOperation {
+  readonly connection: ClientConnection;
+  readonly source: string;
+  readonly document: DocumentNode;
+  readonly operation: OperationDefinitionNode;
+  readonly operationName: string | null;
+  /** The variables, coerced to their declared types. */
+  readonly variables: Record<string, unknown>;
+  readonly context: GatewayContext;
+  /** The request's headers (HTTP) or the upgrade request's (WebSocket). */
+  readonly headers: IncomingHttpHeaders;
+  /** Added to the response's `extensions` (e.g. the estimated cost), on every transport. */
+  readonly responseExtensions: Record<string, unknown>;
+}
+
+/** What a subgraph call is. */
+export type SubgraphCallKind =
+  /** An HTTP fetch of a query plan (queries, mutations, the rest of a subscription event's plan). */
+  | 'fetch'
+  /** A subscription started (or re-sent after a reconnect) on a subgraph socket. */
+  | 'subscription'
+  /** A subgraph socket being opened (its `connection_init` payload). */
+  | 'socket';
+
+export interface SubgraphRequest {
+  readonly kind: SubgraphCallKind;
+  readonly subgraph: string;
+  readonly url: string;
+  /** Whose call this is (anonymous for a socket, which carries many callers' subscriptions). */
+  readonly identity: Identity;
+  /** The client request behind it; undefined for sockets and calls the gateway makes on its own. */
+  readonly context: GatewayContext | undefined;
+  /**
+   * Sent with the call: HTTP headers of a fetch, `extensions` of a subscription, the
+   * `connection_init` payload of a socket. Names are lower case.
+   */
+  readonly headers: Record<string, string>;
+}
+
+/** An HTTP fetch to a subgraph, as the next step of the chain sends it. */
+export type SubgraphFetch = (init: RequestInit) => Promise<Response>;
+
+export interface GatewayPlugin {
+  /** Shown in logs. */
+  readonly name: string;
+  /**
+   * A client connection is being admitted: an HTTP request once its operation is parsed (so that
+   * the transport is known), a WebSocket at `connection_init`, a multipart or SSE stream before it
+   * starts. Throw a GatewayRefusal to refuse it; return a function to run when it ends.
+   */
+  onConnection?(connection: ClientConnection): void | (() => void) | Promise<void | (() => void)>;
+  /** A parsed document, before validation: bounded, synchronous checks only. */
+  onDocument?(document: ParsedDocument): void;
+  /** A valid operation, before planning. Throw a GatewayRefusal to refuse it. */
+  onOperation?(operation: AdmittedOperation): void | Promise<void>;
+  /** Decorates each subgraph call (headers, extensions, connection_init payload); may refuse it. */
+  onSubgraphRequest?(request: SubgraphRequest): void | Promise<void>;
+  /** Wraps each HTTP fetch to a subgraph (deadlines, retries, breakers); call `next` to go on. */
+  wrapSubgraphFetch?(request: SubgraphRequest, init: RequestInit, next: SubgraphFetch): Promise<Response>;
+  /** The gateway is stopping: release timers, connections. */
+  stop?(): void | Promise<void>;
+}
