@@ -6,4 +6,6 @@ export interface GatewayContext {
   requestId: string;
   /** The client's W3C trace context, when it sent a well-formed one. */
   traceparent?: string;
+  /** Added to the response's `extensions` by plugins (e.g. the estimated cost), on every transport. */
+  responseExtensions?: Record<string, unknown>;
 }

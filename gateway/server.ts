@@ -3,25 +3,36 @@
  * @apollo/server over node:http. Generic on purpose — any supergraph, any port, subgraph URLs
  * overridable — so third-party federation test suites can drive it.
  */
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { GraphQLError } from 'graphql';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import type { CryptoKey } from 'jose';
-import { formatErrorForClient, originalErrorOf } from '../platform/errors/masking.ts';
-import { close, createGraphQLHttpServer, listen, sendJson } from '../platform/http/graphql-http.ts';
+import { ErrorCode } from '../platform/errors/index.ts';
+import { formatErrorForClient } from '../platform/errors/masking.ts';
+import type { OperationLimits } from '../platform/graphql/operation-limits.ts';
+import { close, createGraphQLHttpServer, defaultMaxBodyBytes, listen, sendJson, type GraphQLRequestParams, type Intercepted } from '../platform/http/graphql-http.ts';
 import type { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
-import { createLogger, errorFields } from '../platform/logging/logger.ts';
+import { createLogger } from '../platform/logging/logger.ts';
+import { requestErrorLogging } from '../platform/logging/request-errors.ts';
 import { gatewayContextOf } from './authentication.ts';
 import type { GatewayContext } from './context.ts';
-import { SignedIdentityDataSource } from './subgraph-data-source.ts';
-import { ConnectionsPerCaller } from './subscriptions/connections-per-caller.ts';
+import { GatewayCore } from './pipeline/core.ts';
+import type { GatewayPlugin } from './pipeline/plugin.ts';
+import { GatewayRefusal, isRefusal } from './pipeline/refusal.ts';
+import { PluginDataSource } from './pipeline/subgraph-data-source.ts';
+import { connectionLimits } from './plugins/connection-limits.ts';
+import { demandControl, type DemandControlOptions } from './plugins/demand-control.ts';
+import { identitySigning } from './plugins/identity-signing.ts';
+import { limitedParse, operationLimits } from './plugins/operation-limits.ts';
+import { requestTracing } from './plugins/request-tracing.ts';
+import { subgraphTimeout } from './plugins/subgraph-timeout.ts';
+import { textInput } from './plugins/text-input.ts';
 import { FederatedSubscriptions } from './subscriptions/federated-subscriptions.ts';
 import { Federation, type SubgraphEndpoint } from './subscriptions/federation.ts';
-import { HttpSubscriptionStreams, subscriptionTransports } from './subscriptions/http.ts';
-import { isSubscriptionRequest } from './subscriptions/prepare.ts';
+import { HttpSubscriptionStreams, subscriptionProtocolOf, subscriptionTransports } from './subscriptions/http.ts';
 import { UpstreamSubscriptions, type UpstreamOptions } from './subscriptions/upstream.ts';
 import { attachWebSocketSubscriptions, type SubscriptionLimits } from './subscriptions/websocket.ts';
 
@@ -38,10 +49,18 @@ export interface GatewayOptions {
   customerTokenPublicKey?: CryptoKey;
   /** Signs the identity forwarded to subgraphs. */
   identitySigner: GatewayIdentitySigner;
-  /** Production turns introspection and Sandbox off and masks internal errors. */
+  /** Production turns introspection, Sandbox and schema hints in errors off, and masks internal errors. */
   production: boolean;
   /** Deadline of one subgraph request. @default 10_000 */
   subgraphTimeoutMs?: number;
+  /** Bounds on the shape of operations (depth, aliases, …), checked before validation and planning. Defaults in operation-limits.ts. */
+  limits?: Partial<OperationLimits>;
+  /** Cost of operations and budgets per client, priced by the supergraph's @cost and @listSize. Defaults in plugins/demand-control.ts. */
+  demandControl?: Omit<DemandControlOptions, 'schema'>;
+  /** The largest request body and WebSocket message taken. @default 1_048_576 (1 MiB) */
+  maxBodyBytes?: number;
+  /** More plugins, run after the gateway's own (e.g. a deployment's policies, or a test's probe). */
+  plugins?: GatewayPlugin[];
   /**
    * Let @apollo/gateway send its usage telemetry to Apollo. Off unless asked for: it probes
    * cloud metadata endpoints (AWS, GCP, Azure) and reports to a third party, which a self-hosted
@@ -50,7 +69,7 @@ export interface GatewayOptions {
   apolloTelemetry?: boolean;
   /** Subscriptions: limits of client connections, and how subgraph sockets recover from drops. */
   subscriptions?: SubscriptionLimits & {
-    upstream?: Omit<UpstreamOptions, 'signer' | 'log'>;
+    upstream?: Omit<UpstreamOptions, 'decorate' | 'log'>;
     /** Events queued for one client before it is let go. @default 256 */
     maxQueuedEventsPerClient?: number;
     /** Multipart heartbeat and SSE keep-alive interval. @default 5_000 */
@@ -58,10 +77,28 @@ export interface GatewayOptions {
   };
 }
 
+/** The gateway's own plugins, in the order they run; `options.plugins` come after them. */
+export function gatewayPlugins(options: GatewayOptions): GatewayPlugin[] {
+  return [
+    // Admission: who may connect, what shape and cost an operation may have.
+    connectionLimits({
+      ...(options.subscriptions?.maxConnectionsPerCaller !== undefined ? { maxConnectionsPerCaller: options.subscriptions.maxConnectionsPerCaller } : {}),
+      ...(options.subscriptions?.maxSubscriptionsPerConnection !== undefined ? { maxSubscriptionsPerConnection: options.subscriptions.maxSubscriptionsPerConnection } : {}),
+    }),
+    operationLimits(options.limits),
+    textInput(),
+    demandControl({ ...options.demandControl, schema: options.supergraphSdl }),
+    // Every subgraph call: who is calling, which request, until when.
+    identitySigning({ signer: options.identitySigner }),
+    requestTracing(),
+    subgraphTimeout(options.subgraphTimeoutMs !== undefined ? { timeoutMs: options.subgraphTimeoutMs } : {}),
+    ...(options.plugins ?? []),
+  ];
+}
+
 /**
  * Subscriptions never reach Apollo Server: the gateway's own subscription path serves them
- * (gateway/subscriptions). One that slips past it (a request whose text the gateway could not
- * read as a subscription, e.g. a persisted-query hash) gets a clear refusal rather than
+ * (gateway/subscriptions). One that slips past it gets a clear refusal rather than
  * @apollo/gateway's internal "subscriptions not supported" error.
  */
 const refuseSubscriptionsOutsideTheSubscriptionPath: ApolloServerPlugin<GatewayContext> = {
@@ -77,6 +114,24 @@ const refuseSubscriptionsOutsideTheSubscriptionPath: ApolloServerPlugin<GatewayC
     };
   },
 };
+
+/** What plugins put in `responseExtensions` (e.g. the estimated cost) reaches HTTP responses too. */
+const responseExtensions: ApolloServerPlugin<GatewayContext> = {
+  async requestDidStart() {
+    return {
+      async willSendResponse({ response, contextValue }) {
+        const extensions = contextValue.responseExtensions;
+        if (!extensions || Object.keys(extensions).length === 0 || response.body.kind !== 'single') return;
+        response.body.singleResult.extensions = { ...response.body.singleResult.extensions, ...extensions };
+      },
+    };
+  },
+};
+
+function sendRefusal(response: ServerResponse, refusal: GatewayRefusal): void {
+  if (refusal.retryAfterSeconds !== undefined) response.setHeader('retry-after', String(refusal.retryAfterSeconds));
+  sendJson(response, refusal.status, { errors: [refusal.toClient()] });
+}
 
 export interface SubscriptionStats {
   /** Client subscriptions being served, all transports together. */
@@ -96,6 +151,10 @@ export interface SubscriptionStats {
 export interface RunningGateway {
   port: number;
   url: string;
+  /** The plugins the gateway runs, in order. */
+  plugins: readonly GatewayPlugin[];
+  /** Documents held parsed and validated: only valid ones, bounded by bytes. */
+  documentCache(): { entries: number; bytes: number };
   subscriptionStats(): SubscriptionStats;
   stop(): Promise<void>;
 }
@@ -104,22 +163,28 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const log = createLogger('gateway');
   // Read by ApolloGateway's constructor; there is no constructor option for it.
   if (!options.apolloTelemetry) process.env.APOLLO_TELEMETRY_DISABLED = 'true';
-  const dataSource = (url: string) =>
-    new SignedIdentityDataSource({
-      url,
-      signer: options.identitySigner,
-      ...(options.subgraphTimeoutMs ? { timeoutMs: options.subgraphTimeoutMs } : {}),
-    });
-  const gateway = new ApolloGateway({ supergraphSdl: options.supergraphSdl, buildService: ({ name, url }) => dataSource(options.subgraphUrls?.[name] ?? url!) });
+  const maxBodyBytes = options.maxBodyBytes ?? defaultMaxBodyBytes;
   // The subscription path: the same supergraph, planner and data sources as queries.
+  let core: GatewayCore | undefined;
+  const dataSource = (name: string, url: string) => new PluginDataSource({ subgraph: name, url, core: core!, log: log.child('subgraphs') });
   const federation = new Federation({
     supergraphSdl: options.supergraphSdl,
     ...(options.subgraphUrls ? { subgraphUrls: options.subgraphUrls } : {}),
     // Endpoints come with their URL overrides already applied.
-    buildService: (endpoint: SubgraphEndpoint) => dataSource(endpoint.url),
+    buildService: (endpoint: SubgraphEndpoint) => dataSource(endpoint.name, endpoint.url),
   });
+  const plugins = gatewayPlugins(options);
+  core = new GatewayCore({
+    schema: federation.apiSchema,
+    plugins,
+    production: options.production,
+    log,
+    parse: limitedParse(options.limits),
+  });
+  const pipeline = core;
+  const gateway = new ApolloGateway({ supergraphSdl: options.supergraphSdl, buildService: ({ name, url }) => dataSource(name, options.subgraphUrls?.[name] ?? url!) });
   const subscriptionLog = createLogger('gateway.subscriptions');
-  const upstreams = new UpstreamSubscriptions({ ...options.subscriptions?.upstream, signer: options.identitySigner, log: subscriptionLog });
+  const upstreams = new UpstreamSubscriptions({ ...options.subscriptions?.upstream, decorate: (request) => pipeline.decorateSubgraphRequest(request), log: subscriptionLog });
   const subscriptions = new FederatedSubscriptions({
     federation,
     upstreams,
@@ -127,54 +192,85 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     log: subscriptionLog,
     ...(options.subscriptions?.maxQueuedEventsPerClient ? { maxQueuedEventsPerClient: options.subscriptions.maxQueuedEventsPerClient } : {}),
   });
-  // One bound per caller over WebSockets and HTTP streams together (docs/decisions/0007).
-  const connectionsPerCaller = new ConnectionsPerCaller(options.subscriptions?.maxConnectionsPerCaller ?? 20);
   const httpStreams = new HttpSubscriptionStreams({
-    schema: federation.apiSchema,
     subscriptions,
-    production: options.production,
-    connectionsPerCaller,
     ...(options.subscriptions?.httpHeartbeatMs ? { heartbeatMs: options.subscriptions.httpHeartbeatMs } : {}),
   });
   const apollo = new ApolloServer<GatewayContext>({
     gateway,
     introspection: !options.production,
+    hideSchemaDetailsFromClientErrors: options.production,
     includeStacktraceInErrorResponses: false,
+    // Every document reaching Apollo was admitted by the core; persisted-query hashes are not
+    // (an unchecked registry anyone could write to): clients send the text.
+    persistedQueries: false,
     // Our process lifecycle (platform/process/lifecycle.ts) owns SIGINT/SIGTERM; Apollo's own
     // handlers would race it and re-raise the signal halfway through a graceful stop.
     stopOnTerminationSignals: false,
     csrfPrevention: true,
     plugins: [
       refuseSubscriptionsOutsideTheSubscriptionPath,
+      responseExtensions,
+      requestErrorLogging<GatewayContext>(log, { production: options.production }),
       options.production
         ? ApolloServerPluginLandingPageDisabled()
         : ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
     ],
-    formatError: (formatted, error) => {
-      const shown = formatErrorForClient(formatted, error, { maskInternalErrors: options.production });
-      if (shown.extensions?.code === 'INTERNAL_SERVER_ERROR') log.error('internal error', { path: formatted.path, ...errorFields(originalErrorOf(error)) });
-      return shown;
-    },
+    // Logged once per request by requestErrorLogging, not once per error here.
+    formatError: (formatted, error) => formatErrorForClient(formatted, error, { maskInternalErrors: options.production }),
   });
+
+  /**
+   * Every HTTP GraphQL request, before Apollo Server: parsed, admitted as a connection and an
+   * operation by the core, then served as a stream (subscriptions) or handed to Apollo Server.
+   */
+  const admitHttp = async (request: IncomingMessage, response: ServerResponse, params: GraphQLRequestParams): Promise<Intercepted<GatewayContext>> => {
+    let context: GatewayContext;
+    try {
+      context = await gatewayContextOf(request, options.customerTokenPublicKey);
+    } catch (error) {
+      const refused = error as GraphQLError;
+      sendJson(response, 401, { errors: [{ message: refused.message, extensions: { code: refused.extensions?.code ?? 'UNAUTHENTICATED' } }] });
+      return true;
+    }
+    // No document at all: Apollo Server's own answers (the Sandbox landing page for a browser's
+    // GET, its "no query" error otherwise), which run nothing.
+    if (params.query === undefined && !(params.extensions && typeof params.extensions === 'object')) return { context };
+    let release: (() => void) | undefined;
+    try {
+      const parsed = pipeline.parse(params);
+      const protocol = parsed.kind === 'subscription' ? subscriptionProtocolOf(request.headers.accept) : undefined;
+      if (parsed.kind === 'subscription' && !protocol) {
+        throw new GatewayRefusal(ErrorCode.BAD_REQUEST, `Subscriptions are served over ${subscriptionTransports}`, { status: 400 });
+      }
+      const admission = await pipeline.admitConnection({ transport: protocol ?? 'http', request, identity: context.identity });
+      release = admission.release;
+      const operation = await pipeline.admitOperation(parsed, admission.connection, context, request.headers);
+      if (protocol) {
+        try {
+          await httpStreams.serve(request, response, protocol, operation);
+        } finally {
+          admission.release(); // the caller's slot is held exactly as long as the stream
+        }
+        return true;
+      }
+      response.once('close', admission.release);
+      return { context };
+    } catch (error) {
+      release?.();
+      if (!isRefusal(error)) throw error;
+      sendRefusal(response, error);
+      return true;
+    }
+  };
 
   let ready = false;
   const http: Server = createGraphQLHttpServer<GatewayContext>({
     apollo,
+    maxBodyBytes,
     context: (request) => gatewayContextOf(request, options.customerTokenPublicKey),
     isReady: () => ready,
-    intercept: async (request, response, params) => {
-      if (!isSubscriptionRequest(params)) return false;
-      let context: GatewayContext;
-      try {
-        context = await gatewayContextOf(request, options.customerTokenPublicKey);
-      } catch (error) {
-        const refused = error as GraphQLError;
-        sendJson(response, 401, { errors: [{ message: refused.message, extensions: { code: refused.extensions?.code ?? 'UNAUTHENTICATED' } }] });
-        return true;
-      }
-      await httpStreams.serve(request, response, params, context);
-      return true;
-    },
+    intercept: admitHttp,
     routes: {
       // 200 only once the supergraph is loaded, so orchestrators and test suites can wait on it.
       '/health': (_request, response) => sendJson(response, ready ? 200 : 503, { status: ready ? 'ok' : 'loading' }),
@@ -183,12 +279,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const webSockets = attachWebSocketSubscriptions({
     http,
     schema: federation.apiSchema,
+    core,
     subscriptions,
     customerTokenPublicKey: options.customerTokenPublicKey,
-    production: options.production,
     log: subscriptionLog,
     isReady: () => ready,
-    connectionsPerCaller,
+    maxPayloadBytes: maxBodyBytes,
     ...(options.subscriptions ? { limits: options.subscriptions } : {}),
   });
   const port = await listen(http, options.port, options.host ?? '0.0.0.0');
@@ -204,6 +300,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   return {
     port,
     url: `http://127.0.0.1:${port}/graphql`,
+    plugins,
+    documentCache: () => pipeline.documentCache,
     subscriptionStats: () => ({
       clients: subscriptions.clients,
       sharedUpstreams: subscriptions.sharedUpstreams,
@@ -223,6 +321,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       await close(http);
       log.debug('stopping apollo');
       await apollo.stop();
+      await pipeline.stop();
       log.debug('stopped');
     },
   };

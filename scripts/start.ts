@@ -1,7 +1,9 @@
 /**
  * `npm start`: the whole platform on one machine with one command.
  * - No database configured: starts an embedded PostgreSQL with its data under `.data/postgres`.
- * - Creates each context's database, applies its migrations, seeds the demo data (once).
+ * - Creates each context's database, applies its migrations, seeds the demo data (once; in
+ *   development by default, in production only when asked, never with published passwords:
+ *   scripts/demo/settings.ts).
  * - Starts every subgraph as its own process, then the gateway, and prints the Sandbox URL.
  * - Ctrl-C stops the gateway, the subgraphs and the embedded PostgreSQL, in that order.
  */
@@ -16,6 +18,7 @@ import { Supervisor } from '../platform/process/supervisor.ts';
 import { removeRuntimeFile, writeRuntimeFile } from '../platform/runtime-file.ts';
 import { demoUsers } from './demo/data.ts';
 import { seedDemoData } from './demo/seed.ts';
+import { demoSeeding } from './demo/settings.ts';
 import { ensureKeys, keyFileEnv } from './keys.ts';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
@@ -94,6 +97,8 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => void shutdown(0));
 
   try {
+    // Before anything starts: a production start without the admin password fails at once.
+    const seeding = demoSeeding();
     const db = await databases();
     embedded = db.embedded;
     for (const { name } of contexts) {
@@ -101,9 +106,12 @@ async function main(): Promise<void> {
       const { applied } = await applyMigrations({ databaseUrl: db.urls[name], migrationsDir: migrationsDirOf(name) });
       say(`${name}: database ${redact(db.urls[name])}${applied.length ? `, applied ${applied.join(', ')}` : ', up to date'}`);
     }
-    if (process.env.SEED_DEMO_DATA !== 'false') {
-      const seeded = await seedDemoData(db.urls);
+    if (seeding.seed) {
+      const seeded = await seedDemoData(db.urls, seeding.users);
       say(`Demo data: ${seeded.products} products, ${seeded.categories} categories, ${seeded.customers} users added (existing ones kept)`);
+      if (seeded.passwordsReplaced > 0) say(`Demo data: replaced the published demo password of ${seeded.passwordsReplaced} existing account(s) with DEMO_ADMIN_PASSWORD`);
+    } else {
+      say('Demo data: not seeded (SEED_DEMO_DATA=false, the default in production)');
     }
     const keys = keyEnv();
     const { env: busEnv, description: busDescription } = eventBus(db);
@@ -131,8 +139,12 @@ async function main(): Promise<void> {
     say('The commerce supergraph is running.');
     say(`  Apollo Sandbox:  http://localhost:${gatewayPort}/graphql`);
     say(`  Subscriptions:   ws://localhost:${gatewayPort}/graphql (graphql-ws; multipart HTTP and SSE on the http URL)`);
-    say(`  Admin:           ${demoUsers.admin.email} / ${demoUsers.admin.password}`);
-    say(`  Customer:        ${demoUsers.customer.email} / ${demoUsers.customer.password}`);
+    if (seeding.seed && seeding.publishedPasswords) {
+      say(`  Admin:           ${demoUsers.admin.email} / ${demoUsers.admin.password}`);
+      say(`  Customer:        ${demoUsers.customer.email} / ${demoUsers.customer.password}`);
+    } else if (seeding.seed) {
+      say(`  Admin:           ${demoUsers.admin.email} (password from DEMO_ADMIN_PASSWORD)`);
+    }
     say('  Event backbone:  npm run events -- status');
     say('Press Ctrl-C to stop.');
   } catch (error) {

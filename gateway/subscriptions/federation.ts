@@ -15,6 +15,7 @@ import { createHash } from 'node:crypto';
 import { buildOperationContext, executeQueryPlan, type GraphQLDataSource, type ServiceMap } from '@apollo/gateway';
 import { operationFromDocument, Supergraph } from '@apollo/federation-internals';
 import { QueryPlanner, type FetchNode, type PlanNode, type QueryPlan } from '@apollo/query-planner';
+import { LRUCache } from 'lru-cache';
 import { GraphQLError, print, type DocumentNode, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import type { GatewayContext } from '../context.ts';
 
@@ -37,8 +38,8 @@ export interface FederationOptions {
   subgraphUrls?: Record<string, string>;
   /** The data source of each subgraph: the same class the gateway uses for queries. */
   buildService: (endpoint: SubgraphEndpoint) => GraphQLDataSource<GatewayContext>;
-  /** Plans kept in memory. @default 1_000 */
-  planCacheSize?: number;
+  /** Bytes of subscription plans kept in memory (least recently used goes first). @default 16 MiB */
+  planCacheBytes?: number;
 }
 
 const noMetrics = () => ({});
@@ -51,8 +52,7 @@ export class Federation {
   readonly #federationApiSchema: ReturnType<Supergraph['apiSchema']>;
   readonly #planner: QueryPlanner;
   readonly #services: ServiceMap;
-  readonly #plans = new Map<string, PlannedSubscription>();
-  readonly #planCacheSize: number;
+  readonly #plans: LRUCache<string, PlannedSubscription>;
   /** Documents are parsed once per query text and reused (prepare.ts): printed once each. */
   readonly #printed = new WeakMap<DocumentNode, string>();
 
@@ -62,7 +62,8 @@ export class Federation {
     this.apiSchema = this.#federationApiSchema.toGraphQLJSSchema();
     this.#supergraphSchema = supergraph.schema.toGraphQLJSSchema();
     this.#planner = new QueryPlanner(supergraph);
-    this.#planCacheSize = options.planCacheSize ?? 1_000;
+    // A plan's size is taken as its JSON's, counted once when it is kept.
+    this.#plans = new LRUCache<string, PlannedSubscription>({ maxSize: options.planCacheBytes ?? 16 * 1024 * 1024, sizeCalculation: (planned) => JSON.stringify(planned.plan).length * 2 });
     const endpoints = new Map<string, SubgraphEndpoint>();
     const services: ServiceMap = Object.create(null);
     for (const { name, url } of supergraph.subgraphsMetadata()) {
@@ -83,12 +84,7 @@ export class Federation {
     if (text === undefined) this.#printed.set(document, (text = print(document)));
     const operationKey = createHash('sha256').update(text).update('\0').update(operationName ?? '').digest('base64url');
     const cached = this.#plans.get(operationKey);
-    if (cached) {
-      // Least recently used goes first: re-insert on use.
-      this.#plans.delete(operationKey);
-      this.#plans.set(operationKey, cached);
-      return cached;
-    }
+    if (cached) return cached;
     const operation = operationFromDocument(this.#federationApiSchema, document, { ...(operationName ? { operationName } : {}), validate: false });
     const plan = this.#planner.buildQueryPlan(operation);
     if (plan.node?.kind !== 'Subscription') {
@@ -101,7 +97,6 @@ export class Federation {
       operationKey,
     };
     this.#plans.set(operationKey, planned);
-    if (this.#plans.size > this.#planCacheSize) this.#plans.delete(this.#plans.keys().next().value!);
     return planned;
   }
 

@@ -9,33 +9,26 @@
  *   answered with `event: next` per event and `event: complete` at the end.
  *
  * Both authenticate with the request's `Authorization` header, like any HTTP request, and end
- * the upstream subscription when the client goes away. A request that is not valid gets a JSON
- * error response (400) before anything is subscribed. Each open stream takes one of its caller's
- * connection slots, shared with the caller's WebSockets: over the limit, a JSON 429
- * TOO_MANY_CONNECTIONS, nothing subscribed.
+ * the upstream subscription when the client goes away. Admission happens before a stream starts,
+ * in the gateway's core (gateway/pipeline/core.ts), like every transport's: a refused request
+ * (not valid, over a limit, over the caller's connections) gets a JSON error response with the
+ * refusal's status and code, and nothing is subscribed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FormattedExecutionResult, GraphQLSchema } from 'graphql';
+import type { FormattedExecutionResult } from 'graphql';
 import { ErrorCode } from '../../platform/errors/index.ts';
-import { formatGraphQLError } from '../../platform/errors/masking.ts';
-import { sendJson } from '../../platform/http/graphql-http.ts';
 import { timerAt, tokenExpiryOf } from '../authentication.ts';
-import type { GatewayContext } from '../context.ts';
-import { callerOf, type ConnectionsPerCaller } from './connections-per-caller.ts';
+import type { AdmittedOperation } from '../pipeline/plugin.ts';
 import type { FederatedSubscriptions, SubscribeRequest } from './federated-subscriptions.ts';
-import { prepareSubscription, type SubscriptionRequest } from './prepare.ts';
+import { withResponseExtensions } from './websocket.ts';
 
 export interface HttpSubscriptionOptions {
-  schema: GraphQLSchema;
   subscriptions: FederatedSubscriptions;
-  production: boolean;
-  /** Connections per caller, shared with the WebSocket transport. */
-  connectionsPerCaller: ConnectionsPerCaller;
   /** Multipart heartbeat and SSE comment interval. @default 5_000 */
   heartbeatMs?: number;
 }
 
-type Protocol = 'multipart' | 'sse';
+export type Protocol = 'multipart' | 'sse';
 
 /** How a client can subscribe here: said wherever a subscription arrives the wrong way. */
 export const subscriptionTransports =
@@ -58,35 +51,14 @@ export class HttpSubscriptionStreams {
     return this.#open.size;
   }
 
-  async serve(request: IncomingMessage, response: ServerResponse, body: SubscriptionRequest, context: GatewayContext): Promise<void> {
-    const protocol = subscriptionProtocolOf(request.headers.accept);
-    if (!protocol) {
-      sendJson(response, 400, {
-        errors: [
-          {
-            message: `Subscriptions are served over ${subscriptionTransports}`,
-            extensions: { code: ErrorCode.BAD_REQUEST },
-          },
-        ],
-      });
-      return;
-    }
-    const prepared = prepareSubscription(this.options.schema, body);
-    if (!prepared.ok) {
-      sendJson(response, 400, { errors: prepared.errors.map((error) => formatGraphQLError(error, this.options.production)) });
-      return;
-    }
-    const perCaller = this.options.connectionsPerCaller;
-    const release = perCaller.acquire(callerOf(context.identity, request.socket.remoteAddress));
-    if (!release) {
-      sendJson(response, 429, { errors: [{ message: perCaller.refusal, extensions: { code: ErrorCode.TOO_MANY_CONNECTIONS } }] });
-      return;
-    }
-    try {
-      await this.#stream(request, response, protocol, { ...prepared.subscription, context });
-    } finally {
-      release(); // the caller's slot is held exactly as long as the stream
-    }
+  /** Streams an admitted subscription until it ends or the client goes away. */
+  async serve(request: IncomingMessage, response: ServerResponse, protocol: Protocol, operation: AdmittedOperation): Promise<void> {
+    await this.#stream(request, response, protocol, {
+      document: operation.document,
+      operationName: operation.operationName,
+      variables: operation.variables,
+      context: operation.context,
+    });
   }
 
   async #stream(request: IncomingMessage, response: ServerResponse, protocol: Protocol, subscription: SubscribeRequest): Promise<void> {
@@ -94,7 +66,7 @@ export class HttpSubscriptionStreams {
     const writer = protocol === 'multipart' ? multipartWriter(response) : sseWriter(response);
     response.flushHeaders();
     if (!(Symbol.asyncIterator in started)) {
-      writer.next(started);
+      writer.next(withResponseExtensions(started, subscription.context.responseExtensions));
       writer.end();
       return;
     }
@@ -114,7 +86,7 @@ export class HttpSubscriptionStreams {
     // The client went away: leave, which ends the upstream subscription if it was the last one.
     response.once('close', stop);
     try {
-      for await (const result of events) writer.next(result);
+      for await (const result of events) writer.next(withResponseExtensions(result, subscription.context.responseExtensions));
     } finally {
       clearInterval(heartbeat);
       clearTimeout(expiry);

@@ -6,9 +6,12 @@
  *   `{ "Authorization": "Bearer <token>" }` (or `authorization`, or `{ "token": "<token>" }`),
  *   checked by the same rules as HTTP. No token is anonymous; a bad one closes the socket with
  *   4403 and the reason. The socket is closed with 4403 when the token expires.
- * - Limits: subscriptions per connection (TOO_MANY_SUBSCRIPTIONS on the operation) and
- *   connections per caller (the customer, or the address of an anonymous one: 4429), counted
- *   together with the caller's multipart and SSE streams (connections-per-caller.ts).
+ * - Admission through the gateway's core (gateway/pipeline/core.ts): the socket is a connection
+ *   its plugins admit at `connection_init` (a refusal closes it with the refusal's close code,
+ *   e.g. 4429 TOO_MANY_CONNECTIONS), and each `subscribe` an operation they admit (a refusal is
+ *   the operation's `error` message with its code, e.g. OPERATION_TOO_DEEP).
+ * - Messages are bounded (`maxPayloadBytes`, the HTTP body limit): a larger one closes the
+ *   socket with 1009 before it is buffered whole.
  * - Keep-alive: a WebSocket ping every `keepAliveMs`; a socket that does not pong is dropped.
  *   Protocol-level `ping` messages from the client are answered with `pong`.
  * - `connectionInitWaitTimeout`: a socket that does not send `connection_init` in time is closed (4408).
@@ -17,20 +20,20 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
-import { GraphQLError, type GraphQLSchema } from 'graphql';
+import type { GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import type { CryptoKey } from 'jose';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ErrorCode } from '../../platform/errors/index.ts';
-import { formatGraphQLError } from '../../platform/errors/masking.ts';
+import { defaultMaxBodyBytes } from '../../platform/http/graphql-http.ts';
 import type { Identity } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
-import { errorFields } from '../../platform/logging/logger.ts';
+import { logWebSocketErrors } from '../../platform/logging/socket-errors.ts';
 import { identityFromAuthorization, timerAt, tokenExpiryOf } from '../authentication.ts';
 import type { GatewayContext } from '../context.ts';
-import { callerOf, type ConnectionsPerCaller } from './connections-per-caller.ts';
+import type { GatewayCore } from '../pipeline/core.ts';
+import { GatewayRefusal, isRefusal } from '../pipeline/refusal.ts';
 import type { FederatedSubscriptions } from './federated-subscriptions.ts';
-import { prepareSubscription } from './prepare.ts';
 
 export interface SubscriptionLimits {
   /** @default 100 */
@@ -46,13 +49,13 @@ export interface SubscriptionLimits {
 export interface WebSocketTransportOptions {
   http: Server;
   schema: GraphQLSchema;
+  core: GatewayCore;
   subscriptions: FederatedSubscriptions;
   customerTokenPublicKey: CryptoKey | undefined;
-  production: boolean;
   log: Logger;
   limits?: SubscriptionLimits;
-  /** The per-caller connection count (its bound is `limits.maxConnectionsPerCaller`), shared with the HTTP streams. */
-  connectionsPerCaller: ConnectionsPerCaller;
+  /** The largest message taken; a larger one closes the socket with 1009. @default 1_048_576 (the HTTP body limit) */
+  maxPayloadBytes?: number;
   /** While false, new sockets are refused (the gateway is starting or stopping). */
   isReady?: () => boolean;
 }
@@ -64,9 +67,8 @@ export interface WebSocketTransport {
 }
 
 interface Connection {
-  identity: Identity;
-  /** Gives the caller's connection slot back. */
-  release: () => void;
+  /** What the core admitted; `release` gives back what its plugins took (e.g. the caller's slot). */
+  admission: Awaited<ReturnType<GatewayCore['admitConnection']>>;
   connectionId: string;
   expiryTimer?: NodeJS.Timeout;
 }
@@ -86,13 +88,12 @@ function authorizationOf(payload: Record<string, unknown> | undefined): string |
 
 export function attachWebSocketSubscriptions(options: WebSocketTransportOptions): WebSocketTransport {
   const limits = {
-    maxSubscriptionsPerConnection: options.limits?.maxSubscriptionsPerConnection ?? 100,
     connectionInitWaitTimeoutMs: options.limits?.connectionInitWaitTimeoutMs ?? 3_000,
     keepAliveMs: options.limits?.keepAliveMs ?? 12_000,
   };
-  const wss = new WebSocketServer({ server: options.http, path: '/graphql' });
+  const { core } = options;
+  const wss = new WebSocketServer({ server: options.http, path: '/graphql', maxPayload: options.maxPayloadBytes ?? defaultMaxBodyBytes });
   const connections = new WeakMap<object, Connection>();
-  const perCaller = options.connectionsPerCaller;
 
   wss.on('connection', (socket) => {
     if (options.isReady && !options.isReady()) socket.close(1013, 'Starting up: try again in a moment');
@@ -113,14 +114,26 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
           return false;
         }
         // The client may have gone while its token was verified: graphql-ws has then already run
-        // onClose, so counting this connection now would hold its caller's slot forever.
+        // onClose, so admitting this connection now would hold its caller's slot forever.
         if (socket.readyState !== socket.OPEN) return false;
-        const release = perCaller.acquire(callerOf(identity, request.socket.remoteAddress));
-        if (!release) {
-          socket.close(4429, perCaller.refusal);
+        let admission: Connection['admission'];
+        try {
+          admission = await core.admitConnection({
+            transport: 'graphql-ws',
+            request,
+            identity,
+            activeOperations: () => Object.keys(ctx.subscriptions).length,
+          });
+        } catch (error) {
+          const refusal = isRefusal(error) ? error : new GatewayRefusal(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', { status: 500, closeCode: 1011 });
+          socket.close(refusal.closeCode, refusal.message.slice(0, 120));
           return false;
         }
-        const connection: Connection = { identity, release, connectionId: randomUUID() };
+        if (socket.readyState !== socket.OPEN) {
+          admission.release();
+          return false;
+        }
+        const connection: Connection = { admission, connectionId: randomUUID() };
         const expiresAt = tokenExpiryOf(authorization);
         if (expiresAt !== undefined) connection.expiryTimer = timerAt(expiresAt, () => socket.close(4403, 'The token has expired: sign in again'));
         connections.set(ctx.extra, connection);
@@ -131,28 +144,27 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
         if (!connection) return;
         connections.delete(ctx.extra);
         clearTimeout(connection.expiryTimer);
-        connection.release();
+        connection.admission.release();
       },
-      onSubscribe: (ctx, id, payload) => {
+      onSubscribe: async (ctx, id, payload) => {
         const connection = connections.get(ctx.extra)!;
-        // The operation being subscribed is already counted in ctx.subscriptions.
-        if (Object.keys(ctx.subscriptions).length > limits.maxSubscriptionsPerConnection) {
-          return [
-            new GraphQLError(`At most ${limits.maxSubscriptionsPerConnection} subscriptions per connection: complete one first`, {
-              extensions: { code: ErrorCode.TOO_MANY_SUBSCRIPTIONS },
-            }),
-          ];
+        const context: GatewayContext = { identity: connection.admission.connection.identity, requestId: `${connection.connectionId}:${id}` };
+        try {
+          const parsed = core.parse(payload);
+          if (parsed.kind !== undefined && parsed.kind !== 'subscription') {
+            throw new GatewayRefusal(ErrorCode.BAD_REQUEST, `This is a ${parsed.kind}: send queries and mutations as HTTP requests to /graphql`, { status: 400 });
+          }
+          const admitted = await core.admitOperation(parsed, connection.admission.connection, context, ctx.extra.request.headers);
+          return {
+            schema: options.schema,
+            document: admitted.document,
+            operationName: admitted.operationName,
+            variableValues: admitted.variables,
+            contextValue: context,
+          };
+        } catch (error) {
+          return [isRefusal(error) ? error : new GatewayRefusal(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', { status: 500 })];
         }
-        const prepared = prepareSubscription(options.schema, payload);
-        if (!prepared.ok) return prepared.errors;
-        const context: GatewayContext = { identity: connection.identity, requestId: `${connection.connectionId}:${id}` };
-        return {
-          schema: options.schema,
-          document: prepared.subscription.document,
-          operationName: prepared.subscription.operationName,
-          variableValues: prepared.subscription.variables,
-          contextValue: context,
-        };
       },
       subscribe: (args) =>
         options.subscriptions.subscribe({
@@ -161,14 +173,16 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
           variables: (args.variableValues ?? {}) as Record<string, unknown>,
           context: args.contextValue as GatewayContext,
         }) as never,
-      // Results are formatted (and masked) by FederatedSubscriptions already: sent as they are.
-      onNext: (_ctx, _id, _payload, _args, result) => result as never,
-      onError: (_ctx, _id, _payload, errors) => errors.map((error) => formatGraphQLError(error, options.production)),
+      // Results are formatted (and masked) by FederatedSubscriptions already; plugins' extensions added.
+      onNext: (_ctx, _id, _payload, args, result) => withResponseExtensions(result as Record<string, unknown>, (args.contextValue as GatewayContext).responseExtensions) as never,
+      onError: (_ctx, _id, _payload, errors) => errors.map((error) => core.clientError(error)) as never,
     },
     wss,
     limits.keepAliveMs,
   );
-  wss.on('error', (error) => options.log.warn('subscription socket server error', errorFields(error)));
+  // An oversized or malformed frame: ws closes the socket (1009 / 1002 / 1007) and reports it;
+  // one warn line, never graphql-ws's console.error with a stack trace.
+  logWebSocketErrors(wss, options.log);
   return {
     get connections() {
       return wss.clients.size;
@@ -178,4 +192,10 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/** A result with the plugins' response extensions (e.g. the estimated cost) added. */
+export function withResponseExtensions<T extends { extensions?: unknown }>(result: T, extensions: Record<string, unknown> | undefined): T {
+  if (!extensions || Object.keys(extensions).length === 0) return result;
+  return { ...result, extensions: { ...(result.extensions as Record<string, unknown> | undefined), ...extensions } };
 }

@@ -18,6 +18,8 @@ export const ErrorCode = {
   BAD_REQUEST: 'BAD_REQUEST',
   /** A subgraph a subscription depends on went away and did not come back in time. */
   SUBGRAPH_UNAVAILABLE: 'SUBGRAPH_UNAVAILABLE',
+  /** A subgraph did not answer before the request's deadline: trying again may succeed. */
+  SUBGRAPH_TIMEOUT: 'SUBGRAPH_TIMEOUT',
   /** A connection opened more subscriptions than the gateway allows. */
   TOO_MANY_SUBSCRIPTIONS: 'TOO_MANY_SUBSCRIPTIONS',
   /** A subscriber read its events too slowly and was let go. */
@@ -27,7 +29,10 @@ export const ErrorCode = {
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
-/** Codes whose messages are written for clients and pass through masking unchanged. */
+/**
+ * Codes whose messages are written for clients and pass through masking unchanged (so do errors
+ * that ask for a 4xx status, such as every GatewayRefusal: masking.ts `isClientError`).
+ */
 export const clientErrorCodes: ReadonlySet<string> = new Set([
   ErrorCode.BAD_USER_INPUT,
   ErrorCode.UNAUTHENTICATED,
@@ -37,6 +42,8 @@ export const clientErrorCodes: ReadonlySet<string> = new Set([
   ErrorCode.OUT_OF_STOCK,
   ErrorCode.PAYMENT_DECLINED,
   ErrorCode.SUBGRAPH_UNAVAILABLE,
+  // Its message names no subgraph ("A service this request depends on did not answer in time").
+  ErrorCode.SUBGRAPH_TIMEOUT,
   ErrorCode.TOO_MANY_SUBSCRIPTIONS,
   ErrorCode.SUBSCRIBER_TOO_SLOW,
   ErrorCode.TOO_MANY_CONNECTIONS,

@@ -2,6 +2,12 @@
  * What a client sees of an error. Client errors (a known code, or a DomainError) pass through;
  * anything else is replaced by a generic message in production, so no SQL, stack trace or
  * internal address leaks. Stack traces are never sent, in any mode: they belong in logs.
+ *
+ * What the gateway adds to a subgraph's error is internal too: the subgraph's URL, status and
+ * body (`extensions.response`, from @apollo/gateway's RemoteGraphQLDataSource) are never sent;
+ * the subgraph's name (`extensions.serviceName`) only in development, where it helps. With
+ * introspection off, "Did you mean …" suggestions would hand out the schema a field at a time:
+ * production drops them from every message.
  */
 import type { GraphQLError, GraphQLFormattedError } from 'graphql';
 import { DomainError } from './domain-error.ts';
@@ -10,6 +16,49 @@ import { clientErrorCodes, ErrorCode } from './index.ts';
 export interface MaskingOptions {
   /** Hide messages of internal errors. @default true in production */
   maskInternalErrors: boolean;
+  /**
+   * Hide what tells the schema or the topology: "Did you mean …" suggestions and the subgraph's
+   * name (`extensions.serviceName`). @default maskInternalErrors (on in production)
+   */
+  hideSchemaDetails?: boolean;
+}
+
+/**
+ * Extensions that describe our internals and never reach a client, in any mode (`http` is how a
+ * refusal tells the server its status; Apollo drops it too).
+ */
+const internalExtensions = ['stacktrace', 'exception', 'response', 'http'] as const;
+
+/** The HTTP status an error asked for (`extensions.http.status`), on it or on an error it wraps. */
+function requestedStatusOf(error: unknown): number | undefined {
+  let current = error;
+  for (let depth = 0; depth < 5 && current; depth++) {
+    const status = (current as { extensions?: { http?: { status?: unknown } } }).extensions?.http?.status;
+    if (typeof status === 'number') return status;
+    current = (current as { originalError?: unknown }).originalError;
+  }
+  return undefined;
+}
+
+/**
+ * Whether a client may read this error as it is: a DomainError, a code of `clientErrorCodes`, or
+ * an error that asked for a 4xx status (every GatewayRefusal: OPERATION_TOO_DEEP, rate limits…),
+ * since an error that blames the request was written for whoever sent it.
+ */
+export function isClientError(error: unknown, code: unknown = (error as { extensions?: { code?: unknown } } | null)?.extensions?.code): boolean {
+  if (originalErrorOf(error) instanceof DomainError) return true;
+  if (typeof code === 'string' && clientErrorCodes.has(code)) return true;
+  const status = requestedStatusOf(error);
+  return status !== undefined && status >= 400 && status < 500;
+}
+
+/**
+ * A graphql-js message without its "Did you mean …?" suggestions (`Cannot query field "nme" on
+ * type "Product". Did you mean "name"?` → `Cannot query field "nme" on type "Product".`). graphql-js
+ * puts them last, as one sentence; validation errors and variable coercion errors alike.
+ */
+export function withoutSuggestions(message: string): string {
+  return message.replace(/ ?Did you mean [^?]*\?\s*$/, '');
 }
 
 /** The error a resolver threw, under graphql-js's and Apollo's wrappers. */
@@ -29,15 +78,20 @@ export function formatGraphQLError(error: GraphQLError, production: boolean): Gr
 }
 
 export function formatErrorForClient(formatted: GraphQLFormattedError, error: unknown, options: MaskingOptions): GraphQLFormattedError {
-  const { stacktrace: _stack, exception: _exception, ...extensions } = (formatted.extensions ?? {}) as Record<string, unknown>;
+  const hideSchemaDetails = options.hideSchemaDetails ?? options.maskInternalErrors;
+  const extensions = { ...(formatted.extensions ?? {}) } as Record<string, unknown>;
+  for (const name of internalExtensions) delete extensions[name];
+  if (hideSchemaDetails) delete extensions.serviceName;
   const original = originalErrorOf(error);
   if (original instanceof DomainError) {
     return { ...formatted, message: original.message, extensions: { code: original.code, ...(original.field ? { field: original.field } : {}) } };
   }
   const code = typeof extensions.code === 'string' ? extensions.code : ErrorCode.INTERNAL_SERVER_ERROR;
-  if (clientErrorCodes.has(code) || !options.maskInternalErrors) {
+  if (isClientError(error, code) || !options.maskInternalErrors) {
+    // The field is read from graphql-js's own wording, before the suggestions go.
     const field = code === ErrorCode.BAD_USER_INPUT && extensions.field === undefined ? invalidVariableField(formatted.message) : undefined;
-    return { ...formatted, extensions: { ...extensions, code, ...(field ? { field } : {}) } };
+    const message = hideSchemaDetails ? withoutSuggestions(formatted.message) : formatted.message;
+    return { ...formatted, message, extensions: { ...extensions, code, ...(field ? { field } : {}) } };
   }
   return {
     message: 'Internal server error',

@@ -23,10 +23,16 @@ export interface GraphQLHttpOptions<TContext extends BaseContext> {
   isReady?: () => boolean;
   /**
    * Sees each GraphQL request (its parsed JSON body, or its GET parameters) before Apollo Server
-   * does; answering true means it served the request itself (the gateway's HTTP subscriptions).
+   * does: `true` means it served the request itself (a refusal, the gateway's HTTP subscriptions),
+   * `{ context }` hands it to Apollo Server with that context, `false` as if there were no hook.
    */
-  intercept?: (request: IncomingMessage, response: ServerResponse, params: GraphQLRequestParams) => boolean | Promise<boolean>;
+  intercept?: (request: IncomingMessage, response: ServerResponse, params: GraphQLRequestParams) => Intercepted<TContext> | Promise<Intercepted<TContext>>;
 }
+
+export type Intercepted<TContext> = boolean | { context: TContext };
+
+/** The largest request body any server of the platform reads, and any WebSocket message it takes. */
+export const defaultMaxBodyBytes = 1_048_576;
 
 /** The GraphQL parameters of a request: a POST's JSON body, or a GET's query string. */
 export interface GraphQLRequestParams {
@@ -88,7 +94,7 @@ async function serveGraphQL<TContext extends BaseContext>(
   }
   let body: unknown;
   if (request.method === 'POST') {
-    const text = await readBody(request, options.maxBodyBytes ?? 1_048_576);
+    const text = await readBody(request, options.maxBodyBytes ?? defaultMaxBodyBytes);
     const isJson = (headers.get('content-type') ?? '').includes('json');
     if (isJson && text.length > 0) {
       try {
@@ -101,10 +107,11 @@ async function serveGraphQL<TContext extends BaseContext>(
       body = text;
     }
   }
-  if (options.intercept && (await options.intercept(request, response, paramsOf(request.method, body, search)))) return;
+  const intercepted = options.intercept ? await options.intercept(request, response, paramsOf(request.method, body, search)) : false;
+  if (intercepted === true) return;
   const result = await options.apollo.executeHTTPGraphQLRequest({
     httpGraphQLRequest: { method: request.method ?? 'GET', headers, search, body },
-    context: () => options.context(request),
+    context: intercepted ? () => Promise.resolve(intercepted.context) : () => options.context(request),
   });
   for (const [name, value] of result.headers) response.setHeader(name, value);
   response.statusCode = result.status ?? 200;
@@ -140,7 +147,7 @@ export function createGraphQLHttpServer<TContext extends BaseContext>(options: G
     handle().catch((error: unknown) => {
       if (response.headersSent) return void response.destroy();
       if (error instanceof BodyTooLargeError) {
-        sendJson(response, 413, graphQLErrorBody('The request body is too large', 'BAD_REQUEST'));
+        sendJson(response, 413, graphQLErrorBody(`The request body is too large: at most ${options.maxBodyBytes ?? defaultMaxBodyBytes} bytes`, 'REQUEST_TOO_LARGE'));
         return;
       }
       sendJson(response, 500, graphQLErrorBody('Internal server error', 'INTERNAL_SERVER_ERROR'));

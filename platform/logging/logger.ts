@@ -20,6 +20,18 @@ function threshold(): number {
   return order[configured] ?? order.info;
 }
 
+/**
+ * An error message as one line. Prisma's messages quote the calling source file, its path and a
+ * code frame before the cause (`Invalid \`db.product.findMany()\` invocation in /app/…:71:49 …
+ * The table \`public.products\` does not exist`): only the cause is kept, the rest is a stack
+ * trace by another name.
+ */
+export function oneLineMessage(message: string): string {
+  const lines = message.split('\n').map((line) => line.trim()).filter(Boolean);
+  if (/^Invalid `[^`]*` invocation/.test(lines[0] ?? '')) return lines.at(-1) ?? '';
+  return lines.join(' ');
+}
+
 /** Turns an error into fields safe for a log line (no secrets: we never put any in errors). */
 export function errorFields(error: unknown): Record<string, unknown> {
   if (!(error instanceof Error)) {
@@ -27,9 +39,9 @@ export function errorFields(error: unknown): Record<string, unknown> {
     const reported = error as { message?: unknown; extensions?: { code?: unknown; serviceName?: unknown } } | null;
     if (typeof reported?.message !== 'string') return { error: String(error) };
     const { code, serviceName } = reported.extensions ?? {};
-    return { error: reported.message, ...(code !== undefined ? { errorCode: code } : {}), ...(serviceName !== undefined ? { subgraph: serviceName } : {}) };
+    return { error: oneLineMessage(reported.message), ...(code !== undefined ? { errorCode: code } : {}), ...(serviceName !== undefined ? { subgraph: serviceName } : {}) };
   }
-  const fields: Record<string, unknown> = { error: error.message, errorName: error.name };
+  const fields: Record<string, unknown> = { error: oneLineMessage(error.message), errorName: error.name };
   const code = (error as { code?: unknown }).code;
   if (code !== undefined) fields.errorCode = code;
   if (process.env.LOG_STACKS === 'true' && process.env.NODE_ENV !== 'production' && error.stack) fields.stack = error.stack;

@@ -6,10 +6,18 @@
 import { deterministicUuid } from '../../platform/ids.ts';
 import type { NewProduct } from '../../subgraphs/catalog/domain/product.ts';
 
+export interface DemoUser {
+  email: string;
+  password: string;
+  name: string;
+  roles: readonly ('customer' | 'admin')[];
+}
+
+/** The development accounts, with the passwords the README publishes (never seeded in production: settings.ts). */
 export const demoUsers = {
   admin: { email: 'admin@example.com', password: 'admin-demo-password', name: 'Ada Admin', roles: ['customer', 'admin'] as const },
   customer: { email: 'customer@example.com', password: 'customer-demo-password', name: 'Carl Customer', roles: ['customer'] as const },
-};
+} satisfies Record<string, DemoUser>;
 
 const catalog: Record<string, { name: string; items: string[]; basePrice: number }> = {
   audio: { name: 'Audio', basePrice: 2_999, items: ['Wireless Earbuds', 'Studio Headphones', 'Bluetooth Speaker', 'Soundbar', 'Turntable', 'Podcast Microphone', 'Noise-Cancelling Headset', 'Portable Radio', 'Smart Speaker', 'Audio Interface'] },

@@ -1,37 +1,51 @@
 /**
  * Seeds the demo data into each context's own database, through that context's own Prisma
  * client. Idempotent: rows are keyed by derived ids and existing ones are left alone, so a
- * second start changes nothing (and keeps whatever an admin changed).
+ * second start changes nothing (and keeps whatever an admin changed). The one exception: seeding
+ * with configured passwords (production, settings.ts) replaces a published demo password an
+ * account still has from an earlier development start on the same database.
  */
 import type { ContextName } from '../../platform/contexts.ts';
 import { deterministicUuid } from '../../platform/ids.ts';
 import { connectAccountsDatabase } from '../../subgraphs/accounts/infrastructure/database.ts';
-import { hashPassword } from '../../subgraphs/accounts/infrastructure/password-hasher.ts';
+import { hashPassword, verifyPassword } from '../../subgraphs/accounts/infrastructure/password-hasher.ts';
 import { connectCatalogDatabase } from '../../subgraphs/catalog/infrastructure/database.ts';
 import { connectInventoryDatabase } from '../../subgraphs/inventory/infrastructure/database.ts';
 import { connectOrdersDatabase } from '../../subgraphs/orders/infrastructure/database.ts';
-import { demoCategories, demoProducts, demoUsers } from './data.ts';
+import { demoCategories, demoProducts, demoUsers, type DemoUser } from './data.ts';
 
 export interface SeedResult {
   customers: number;
+  /** Existing accounts whose published demo password was replaced by the configured one. */
+  passwordsReplaced: number;
   categories: number;
   products: number;
   stockItems: number;
 }
 
-async function seedAccounts(databaseUrl: string): Promise<number> {
+const publishedPasswordOf = (email: string) => Object.values(demoUsers).find((user) => user.email === email)?.password;
+
+async function seedAccounts(databaseUrl: string, users: readonly DemoUser[]): Promise<{ created: number; passwordsReplaced: number }> {
   const { db } = connectAccountsDatabase(databaseUrl);
   try {
     let created = 0;
-    for (const user of Object.values(demoUsers)) {
+    let passwordsReplaced = 0;
+    for (const user of users) {
       const exists = await db.customer.findUnique({ where: { email: user.email } });
-      if (exists) continue;
+      if (exists) {
+        const published = publishedPasswordOf(user.email);
+        if (published && published !== user.password && (await verifyPassword(published, exists.passwordHash))) {
+          await db.customer.update({ where: { id: exists.id }, data: { passwordHash: await hashPassword(user.password) } });
+          passwordsReplaced += 1;
+        }
+        continue;
+      }
       await db.customer.create({
         data: { id: deterministicUuid('customer', user.email), email: user.email, name: user.name, roles: [...user.roles], passwordHash: await hashPassword(user.password) },
       });
       created += 1;
     }
-    return created;
+    return { created, passwordsReplaced };
   } finally {
     await db.$disconnect();
   }
@@ -81,12 +95,16 @@ async function seedOrderPrices(databaseUrl: string): Promise<number> {
   }
 }
 
-export async function seedDemoData(databaseUrls: Record<ContextName, string>): Promise<SeedResult> {
-  const [customers, catalog, stockItems] = await Promise.all([
-    seedAccounts(databaseUrls.accounts),
+/**
+ * Seeds the catalog, stock and prices, and the given accounts (`npm start` asks settings.ts
+ * which). @default users: the development admin and customer, with their published passwords
+ */
+export async function seedDemoData(databaseUrls: Record<ContextName, string>, users: readonly DemoUser[] = [demoUsers.admin, demoUsers.customer]): Promise<SeedResult> {
+  const [accounts, catalog, stockItems] = await Promise.all([
+    seedAccounts(databaseUrls.accounts, users),
     seedCatalog(databaseUrls.catalog),
     seedInventory(databaseUrls.inventory),
     seedOrderPrices(databaseUrls.orders),
   ]);
-  return { customers, ...catalog, stockItems };
+  return { customers: accounts.created, passwordsReplaced: accounts.passwordsReplaced, ...catalog, stockItems };
 }

@@ -1,0 +1,277 @@
+/**
+ * The one admission core every transport goes through. A transport (HTTP, graphql-ws, multipart,
+ * SSE) knows how to read a request and how to answer; everything between — parsing, the plugins'
+ * connection and operation hooks, validation, variable coercion — happens here, once:
+ *
+ *   parse (bounded, cached) ─▶ admitConnection (plugins) ─▶ admitOperation:
+ *     onDocument (plugins) ─▶ validate (cached) ─▶ pick the operation ─▶ coerce variables ─▶ onOperation (plugins)
+ *
+ * Refusals are GatewayRefusal errors (a code, an HTTP status, a WebSocket close code).
+ *
+ * Memory: the document cache is bounded by bytes and holds only documents that parsed and
+ * validated; nothing a client sends outlives its request otherwise.
+ */
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import {
+  GraphQLError,
+  getOperationAST,
+  parse,
+  validate,
+  type DocumentNode,
+  type GraphQLFormattedError,
+  type GraphQLSchema,
+  type OperationDefinitionNode,
+} from 'graphql';
+import { getVariableValues } from 'graphql/execution/values.js';
+import { LRUCache } from 'lru-cache';
+import { ErrorCode } from '../../platform/errors/index.ts';
+import { formatGraphQLError } from '../../platform/errors/masking.ts';
+import type { Identity } from '../../platform/identity/identity.ts';
+import type { Logger } from '../../platform/logging/logger.ts';
+import { errorFields } from '../../platform/logging/logger.ts';
+import type { GatewayContext } from '../context.ts';
+import type { AdmittedOperation, ClientConnection, GatewayPlugin, ParsedDocument, SubgraphFetch, SubgraphRequest, Transport } from './plugin.ts';
+import { GatewayRefusal, isRefusal } from './refusal.ts';
+
+/** What a client sent as its GraphQL request, on any transport. */
+export interface OperationParams {
+  query?: unknown;
+  operationName?: unknown;
+  variables?: unknown;
+  extensions?: unknown;
+}
+
+/** A document that parsed: what the transport needs to choose its path before admission. */
+export interface ParsedRequest {
+  source: string;
+  document: DocumentNode;
+  operationName: string | null;
+  /** The kind of the operation that will run, when the document names it unambiguously. */
+  kind: OperationDefinitionNode['operation'] | undefined;
+  variables: Record<string, unknown>;
+  /** Known valid against the schema (from the cache): validation is skipped. */
+  validated: boolean;
+}
+
+export interface CoreOptions {
+  /** The API schema clients' operations are validated against. */
+  schema: GraphQLSchema;
+  plugins: readonly GatewayPlugin[];
+  production: boolean;
+  log: Logger;
+  /**
+   * Parses a document within the gateway's limits (size, tokens); throws a GatewayRefusal over
+   * them. @default graphql-js `parse` with `maxTokens: 15_000`
+   */
+  parse?: (source: string) => DocumentNode;
+  /** Bytes of documents kept parsed and validated (least recently used goes first). @default 32 MiB */
+  documentCacheBytes?: number;
+  /** A document larger than this is never cached. @default 256 KiB */
+  maxCachedDocumentBytes?: number;
+}
+
+export interface ConnectionInit {
+  transport: Transport;
+  request: IncomingMessage;
+  identity: Identity;
+  /** Operations running on the connection now (a WebSocket's subscriptions). @default 1 */
+  activeOperations?: () => number;
+}
+
+/** A connection the plugins let in; `release` runs their end-of-connection functions once. */
+export interface Admission {
+  connection: ClientConnection;
+  release(): void;
+}
+
+const defaultParse = (source: string) => parse(source, { maxTokens: 15_000 });
+
+/** The caller a per-caller limit counts: the signed-in customer, else the client's address. */
+export function callerOf(identity: Identity, remoteAddress: string | undefined): string {
+  return identity.customerId ? `customer:${identity.customerId}` : `address:${remoteAddress ?? 'unknown'}`;
+}
+
+/** graphql-js's "Did you mean …?" tells the schema to anyone: not in production. */
+function withoutSuggestions(message: string): string {
+  return message.replace(/ Did you mean .*\?$/s, '');
+}
+
+export class GatewayCore {
+  readonly schema: GraphQLSchema;
+  readonly plugins: readonly GatewayPlugin[];
+  readonly #options: CoreOptions;
+  readonly #parse: (source: string) => DocumentNode;
+  readonly #valid: LRUCache<string, DocumentNode>;
+  readonly #maxCachedBytes: number;
+
+  constructor(options: CoreOptions) {
+    this.#options = options;
+    this.schema = options.schema;
+    this.plugins = options.plugins;
+    this.#parse = options.parse ?? defaultParse;
+    this.#maxCachedBytes = options.maxCachedDocumentBytes ?? 256 * 1024;
+    // A document's AST takes several times its text; the text itself is the key.
+    this.#valid = new LRUCache<string, DocumentNode>({ maxSize: options.documentCacheBytes ?? 32 * 1024 * 1024, sizeCalculation: (_document, source) => source.length * 8 });
+  }
+
+  /** Documents held parsed and validated, and their accounted size in bytes. */
+  get documentCache(): { entries: number; bytes: number } {
+    return { entries: this.#valid.size, bytes: this.#valid.calculatedSize };
+  }
+
+  /** Checks the request's shape and parses its document. Throws a GatewayRefusal. */
+  parse(params: OperationParams): ParsedRequest {
+    if (params.query === undefined && params.extensions && typeof params.extensions === 'object' && 'persistedQuery' in params.extensions) {
+      throw new GatewayRefusal('PERSISTED_QUERY_NOT_SUPPORTED', 'Persisted queries are not supported: send the query text', { status: 400 });
+    }
+    if (typeof params.query !== 'string' || params.query.trim() === '') throw new GatewayRefusal(ErrorCode.BAD_REQUEST, 'The request has no query', { status: 400 });
+    if (params.operationName != null && typeof params.operationName !== 'string') throw new GatewayRefusal(ErrorCode.BAD_REQUEST, 'operationName must be a string', { status: 400 });
+    if (params.variables != null && (typeof params.variables !== 'object' || Array.isArray(params.variables))) {
+      throw new GatewayRefusal(ErrorCode.BAD_REQUEST, 'variables must be an object', { status: 400 });
+    }
+    const source = params.query;
+    const operationName = (params.operationName as string | null | undefined) || null;
+    const variables = (params.variables ?? {}) as Record<string, unknown>;
+    const cached = this.#valid.get(source);
+    if (cached) return { source, document: cached, operationName, kind: kindOf(cached, operationName), variables, validated: true };
+    let document: DocumentNode;
+    try {
+      document = this.#parse(source);
+    } catch (error) {
+      if (isRefusal(error)) throw error;
+      throw new GatewayRefusal('GRAPHQL_PARSE_FAILED', (error as Error).message, { status: 400 });
+    }
+    return { source, document, operationName, kind: kindOf(document, operationName), variables, validated: false };
+  }
+
+  /** Runs the plugins' connection hooks. Throws the first refusal (having released what was taken). */
+  async admitConnection(init: ConnectionInit): Promise<Admission> {
+    const remoteAddress = init.request.socket.remoteAddress ?? 'unknown';
+    const active = init.activeOperations ?? (() => 1);
+    const connection: ClientConnection = {
+      transport: init.transport,
+      request: init.request,
+      identity: init.identity,
+      caller: callerOf(init.identity, remoteAddress),
+      remoteAddress,
+      get activeOperations() {
+        return active();
+      },
+    };
+    const releases: (() => void)[] = [];
+    let released = false;
+    const release = () => {
+      if (released) return;
+      released = true;
+      for (const end of releases.reverse()) {
+        try {
+          end();
+        } catch (error) {
+          this.#options.log.error('a plugin failed to release a connection', errorFields(error));
+        }
+      }
+    };
+    try {
+      for (const plugin of this.plugins) {
+        const end = await plugin.onConnection?.(connection);
+        if (typeof end === 'function') releases.push(end);
+      }
+    } catch (error) {
+      release();
+      throw this.#refusalOf(error);
+    }
+    return { connection, release };
+  }
+
+  /** Validates the parsed request and runs the plugins' document and operation hooks. */
+  async admitOperation(parsed: ParsedRequest, connection: ClientConnection, context: GatewayContext, headers: IncomingHttpHeaders): Promise<AdmittedOperation> {
+    const parsedDocument: ParsedDocument = { connection, source: parsed.source, document: parsed.document, operationName: parsed.operationName };
+    try {
+      for (const plugin of this.plugins) plugin.onDocument?.(parsedDocument);
+    } catch (error) {
+      throw this.#refusalOf(error);
+    }
+    if (!parsed.validated) {
+      const errors = validate(this.schema, parsed.document, undefined, { maxErrors: 20 });
+      if (errors.length > 0) {
+        const [first, ...rest] = errors;
+        const message = (error: GraphQLError) => (this.#options.production ? withoutSuggestions(error.message) : error.message);
+        throw new GatewayRefusal('GRAPHQL_VALIDATION_FAILED', message(first!), {
+          status: 400,
+          ...(rest.length > 0 ? { details: { more: rest.map((error) => message(error)) } } : {}),
+        });
+      }
+      if (parsed.source.length <= this.#maxCachedBytes) this.#valid.set(parsed.source, parsed.document);
+    }
+    const operation = getOperationAST(parsed.document, parsed.operationName);
+    if (!operation) {
+      throw new GatewayRefusal(
+        ErrorCode.BAD_REQUEST,
+        parsed.operationName ? `There is no operation named "${parsed.operationName}" in the document` : 'The document has several operations: name the one to run with operationName',
+        { status: 400 },
+      );
+    }
+    const coerced = getVariableValues(this.schema, operation.variableDefinitions ?? [], parsed.variables, { maxErrors: 20 });
+    if (coerced.errors) {
+      const first = coerced.errors[0]!;
+      throw new GatewayRefusal(ErrorCode.BAD_USER_INPUT, this.#options.production ? withoutSuggestions(first.message) : first.message, { status: 400 });
+    }
+    context.responseExtensions ??= {};
+    const admitted: AdmittedOperation = {
+      connection,
+      source: parsed.source,
+      document: parsed.document,
+      operation,
+      operationName: parsed.operationName,
+      variables: coerced.coerced,
+      context,
+      headers,
+      responseExtensions: context.responseExtensions,
+    };
+    try {
+      for (const plugin of this.plugins) await plugin.onOperation?.(admitted);
+    } catch (error) {
+      throw this.#refusalOf(error);
+    }
+    return admitted;
+  }
+
+  /** Runs every plugin's subgraph-request hook (headers, extensions, connection_init payload). */
+  async decorateSubgraphRequest(request: SubgraphRequest): Promise<void> {
+    for (const plugin of this.plugins) await plugin.onSubgraphRequest?.(request);
+  }
+
+  /** The HTTP fetch of a subgraph request, through every plugin's wrapper (outermost first). */
+  subgraphFetch(request: SubgraphRequest, send: SubgraphFetch): SubgraphFetch {
+    let next = send;
+    for (const plugin of [...this.plugins].reverse()) {
+      const wrap = plugin.wrapSubgraphFetch?.bind(plugin);
+      if (!wrap) continue;
+      const inner = next;
+      next = (init) => wrap(request, init, inner);
+    }
+    return next;
+  }
+
+  /** An error as a client of any transport reads it: refusals as they are, others masked. */
+  clientError(error: unknown): GraphQLFormattedError {
+    if (isRefusal(error)) return error.toClient();
+    if (error instanceof GraphQLError) return formatGraphQLError(error, this.#options.production);
+    return { message: 'Internal server error', extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR } };
+  }
+
+  async stop(): Promise<void> {
+    for (const plugin of this.plugins) await plugin.stop?.();
+  }
+
+  #refusalOf(error: unknown): GatewayRefusal {
+    if (isRefusal(error)) return error;
+    // A plugin that fails (rather than refuses) must not let the operation through.
+    this.#options.log.error('a gateway plugin failed', errorFields(error));
+    return new GatewayRefusal('SERVICE_UNAVAILABLE', 'The gateway could not admit the request: try again', { status: 503, retryAfterSeconds: 1 });
+  }
+}
+
+function kindOf(document: DocumentNode, operationName: string | null): OperationDefinitionNode['operation'] | undefined {
+  return getOperationAST(document, operationName)?.operation;
+}

@@ -1,0 +1,53 @@
+/**
+ * Bounds on long-lived connections:
+ * - connections per caller: a caller's WebSockets and multipart / SSE streams together
+ *   (docs/decisions/0007); a caller is the signed-in customer, or the address of an anonymous one.
+ *   Over the bound: TOO_MANY_CONNECTIONS, HTTP 429 or WebSocket close 4429.
+ * - operations per WebSocket: TOO_MANY_SUBSCRIPTIONS on the operation.
+ * Plain HTTP requests are not connections here: rate limits bound them.
+ */
+import { ErrorCode } from '../../platform/errors/index.ts';
+import type { GatewayPlugin } from '../pipeline/plugin.ts';
+import { GatewayRefusal } from '../pipeline/refusal.ts';
+
+export interface ConnectionLimitsOptions {
+  /** WebSockets and HTTP streams one caller may hold open at once. @default 20 */
+  maxConnectionsPerCaller?: number;
+  /** Subscriptions running at once on one WebSocket. @default 100 */
+  maxSubscriptionsPerConnection?: number;
+}
+
+export function connectionLimits(options: ConnectionLimitsOptions = {}): GatewayPlugin & { openOf(caller: string): number } {
+  const maxPerCaller = options.maxConnectionsPerCaller ?? 20;
+  const maxSubscriptions = options.maxSubscriptionsPerConnection ?? 100;
+  const open = new Map<string, number>();
+  const openOf = (caller: string) => open.get(caller) ?? 0;
+  return {
+    name: 'connection-limits',
+    openOf,
+    onConnection(connection) {
+      if (connection.transport === 'http') return;
+      const { caller } = connection;
+      if (openOf(caller) >= maxPerCaller) {
+        throw new GatewayRefusal(ErrorCode.TOO_MANY_CONNECTIONS, `Too many connections: at most ${maxPerCaller} per caller, WebSockets and HTTP streams together`, {
+          status: 429,
+          closeCode: 4429,
+          retryAfterSeconds: 5,
+        });
+      }
+      open.set(caller, openOf(caller) + 1);
+      return () => {
+        const left = openOf(caller) - 1;
+        if (left > 0) open.set(caller, left);
+        else open.delete(caller);
+      };
+    },
+    onOperation(operation) {
+      if (operation.connection.transport !== 'graphql-ws') return;
+      // The operation being admitted is already counted.
+      if (operation.connection.activeOperations > maxSubscriptions) {
+        throw new GatewayRefusal(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `At most ${maxSubscriptions} subscriptions per connection: complete one first`, { status: 429 });
+      }
+    },
+  };
+}
