@@ -166,7 +166,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const maxBodyBytes = options.maxBodyBytes ?? defaultMaxBodyBytes;
   // The subscription path: the same supergraph, planner and data sources as queries.
   let core: GatewayCore | undefined;
-  const dataSource = (name: string, url: string) => new PluginDataSource({ subgraph: name, url, core: core!, log: log.child('subgraphs') });
+  const dataSource = (name: string, url: string) => new PluginDataSource({ subgraph: name, url, core: () => core!, log: log.child('subgraphs') });
   const federation = new Federation({
     supergraphSdl: options.supergraphSdl,
     ...(options.subgraphUrls ? { subgraphUrls: options.subgraphUrls } : {}),

@@ -42,7 +42,7 @@ function probe() {
       seen.documents.push({ transport: document.connection.transport, operationName: document.operationName });
     },
     onOperation(operation: AdmittedOperation) {
-      seen.operations.push({ transport: operation.connection.transport, kind: operation.operation.operation, operationName: operation.operationName });
+      seen.operations.push({ transport: operation.connection.transport, kind: operation.operation.operation, operationName: operation.operation.name?.value ?? null });
       if (operation.headers['x-probe-extension']) operation.responseExtensions.probe = { transport: operation.connection.transport };
       if (operation.operation.name?.value === 'Refused') throw new GatewayRefusal('PROBE_REFUSED', 'The probe refuses this', { status: 429, retryAfterSeconds: 7 });
     },

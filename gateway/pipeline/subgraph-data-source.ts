@@ -29,7 +29,8 @@ export const SubgraphErrorCode = {
 export interface PluginDataSourceOptions {
   subgraph: string;
   url: string;
-  core: GatewayCore;
+  /** The core whose plugins see the call (a function: data sources are built before the core, which needs their schema). */
+  core: () => GatewayCore;
   log: Logger;
 }
 
@@ -41,7 +42,7 @@ function isTimeout(error: unknown): boolean {
 export class PluginDataSource implements GraphQLDataSource<GatewayContext> {
   readonly subgraph: string;
   readonly url: string;
-  readonly #core: GatewayCore;
+  readonly #core: () => GatewayCore;
   readonly #log: Logger;
 
   constructor(options: PluginDataSourceOptions) {
@@ -62,10 +63,11 @@ export class PluginDataSource implements GraphQLDataSource<GatewayContext> {
       context,
       headers: { 'content-type': 'application/json', accept: 'application/json' },
     };
-    await this.#core.decorateSubgraphRequest(request);
+    const core = this.#core();
+    await core.decorateSubgraphRequest(request);
     const { query, operationName, variables, extensions } = options.request;
     const body = JSON.stringify({ query, ...(operationName ? { operationName } : {}), ...(variables ? { variables } : {}), ...(extensions ? { extensions } : {}) });
-    const send = this.#core.subgraphFetch(request, (init) => fetch(this.url, init));
+    const send = core.subgraphFetch(request, (init) => fetch(this.url, init));
     let response: Response;
     try {
       response = await send({ method: 'POST', headers: request.headers, body });

@@ -349,7 +349,16 @@ export class FederatedSubscriptions {
     };
   }
 
-  #format(error: GraphQLError) {
+  #format(reported: GraphQLError) {
+    // A subgraph's error as it arrived (a plain `{ message, extensions, path }`), when a plan
+    // step passes it on unwrapped.
+    const error =
+      reported instanceof GraphQLError
+        ? reported
+        : new GraphQLError(String((reported as { message?: unknown }).message ?? 'Internal server error'), {
+            path: (reported as { path?: readonly (string | number)[] }).path ?? null,
+            extensions: (reported as { extensions?: Record<string, unknown> }).extensions ?? {},
+          });
     const shown = formatGraphQLError(error, this.#options.production);
     if (shown.extensions?.code === ErrorCode.INTERNAL_SERVER_ERROR) this.#options.log.error('internal error in a subscription', { path: error.path, ...errorFields(error.originalError ?? error) });
     return shown;
