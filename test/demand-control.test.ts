@@ -10,7 +10,8 @@ import { GatewayRefusal } from '../gateway/pipeline/refusal.ts';
 import { createCostModel, estimateCost, type CostModel } from '../platform/graphql/cost.ts';
 
 const supergraphSdl = readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8');
-const redisUrl = 'redis://127.0.0.1:6379';
+/** Redis on which the shared-budget tests write (and delete) keys of their own. */
+const redisUrl = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
 const shopSdl = /* GraphQL */ `
   directive @cost(weight: Int!) on ARGUMENT_DEFINITION | ENUM | FIELD_DEFINITION | INPUT_FIELD_DEFINITION | OBJECT | SCALAR
