@@ -117,7 +117,7 @@ async function entitiesFromAccounts(identity: { customerId: string; roles: ('cus
       }
     `,
     variables: { representations: [{ __typename: 'Customer', id: customerId }] },
-    headers: { 'x-commerce-identity': await stack.signer.sign(identity) },
+    headers: { 'x-commerce-identity': await stack.signer.sign(identity, 'accounts') },
   });
 }
 

@@ -28,7 +28,7 @@ describe('entity fetches are batched: one SQL statement whatever the list length
     const response = await graphql(stack.subgraphs[context].url, {
       query: `query ($representations: [_Any!]!) { _entities(representations: $representations) { ... on ${typename} { ${selection} } } }`,
       variables: { representations: ids.map((id) => ({ __typename: typename, id })) },
-      headers: { [gatewayIdentityHeader]: await stack.signer.sign({ customerId: admin.customerId, roles: [...admin.roles] }) },
+      headers: { [gatewayIdentityHeader]: await stack.signer.sign({ customerId: admin.customerId, roles: [...admin.roles] }, context) },
     });
     expect(response.errors).toBeUndefined();
     return response.data!._entities as unknown[];

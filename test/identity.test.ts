@@ -1,7 +1,7 @@
 import { generateKeyPair, SignJWT } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { issueCustomerToken } from '../platform/identity/customer-token.ts';
-import { GatewayIdentitySigner, gatewayIdentityHeader } from '../platform/identity/gateway-identity.ts';
+import { GatewayIdentitySigner, gatewayIdentityHeader, subgraphAudience } from '../platform/identity/gateway-identity.ts';
 import { signingAlgorithm } from '../platform/identity/keys.ts';
 import { contextNames } from '../platform/contexts.ts';
 import { errorCodes, graphql } from './support/graphql.ts';
@@ -36,7 +36,7 @@ describe('identity between clients, the gateway and the subgraphs', () => {
 
     it('is refused with 401 when the signature was made with another key', async () => {
       const { privateKey } = await generateKeyPair(signingAlgorithm);
-      const forged = await new GatewayIdentitySigner(privateKey).sign({ customerId, roles: ['admin'] });
+      const forged = await new GatewayIdentitySigner(privateKey).sign({ customerId, roles: ['admin'] }, 'inventory');
       const response = await graphql(stack.subgraphs.inventory.url, { query: '{ _service { sdl } }', headers: { [gatewayIdentityHeader]: forged } });
       expect(response.status).toBe(401);
       expect(errorCodes(response)).toEqual(['UNAUTHENTICATED']);
@@ -46,7 +46,7 @@ describe('identity between clients, the gateway and the subgraphs', () => {
       const expired = await new SignJWT({ roles: ['customer'] })
         .setProtectedHeader({ alg: signingAlgorithm })
         .setIssuer('commerce-gateway')
-        .setAudience('commerce-subgraphs')
+        .setAudience(subgraphAudience('accounts'))
         .setSubject(customerId)
         .setIssuedAt(Math.floor(Date.now() / 1000) - 600)
         .setExpirationTime(Math.floor(Date.now() / 1000) - 300)
@@ -62,7 +62,7 @@ describe('identity between clients, the gateway and the subgraphs', () => {
     });
 
     it('is answered when the gateway signed it', async () => {
-      const signed = await stack.signer.sign({ customerId: null, roles: [] });
+      const signed = await stack.signer.sign({ customerId: null, roles: [] }, 'catalog');
       const response = await graphql(stack.subgraphs.catalog.url, { query: '{ _service { sdl } }', headers: { [gatewayIdentityHeader]: signed } });
       expect(response.status).toBe(200);
       expect(response.data?._service.sdl).toContain('type Product');

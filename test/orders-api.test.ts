@@ -93,7 +93,7 @@ afterAll(async () => {
 });
 
 async function call(who: Identity, query: string, variables: Record<string, unknown> = {}, url = orders.url): Promise<GraphQLResponse> {
-  return graphql(url, { query, variables, headers: { [gatewayIdentityHeader]: await signer.sign(who) } });
+  return graphql(url, { query, variables, headers: { [gatewayIdentityHeader]: await signer.sign(who, 'orders') } });
 }
 
 const orderFields = 'id status reason total currency itemCount items { product { id } quantity unitPrice } timeline { status } placedAt updatedAt customer { id }';

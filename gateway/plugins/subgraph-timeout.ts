@@ -3,9 +3,8 @@
  * The deadline travels with the request (`x-request-deadline`, epoch milliseconds) so the subgraph
  * stops working on it when the gateway has given up.
  */
+import { requestDeadlineHeader } from '../../platform/subgraph/deadline.ts';
 import type { GatewayPlugin } from '../pipeline/plugin.ts';
-
-export const requestDeadlineHeader = 'x-request-deadline';
 
 export interface SubgraphTimeoutOptions {
   /** Abort a subgraph fetch after this long. @default 10_000 */

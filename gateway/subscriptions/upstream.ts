@@ -486,7 +486,7 @@ function upstreamErrors(subgraph: string, error: unknown): GraphQLError[] {
     );
   }
   return [
-    new GraphQLError(`The ${subgraph} subgraph is unreachable and did not come back in time: the subscription ended, subscribe again`, {
+    new GraphQLError('A service this subscription depends on is unreachable and did not come back in time: the subscription ended, subscribe again', {
       extensions: { code: ErrorCode.SUBGRAPH_UNAVAILABLE, serviceName: subgraph },
     }),
   ];

@@ -1,8 +1,14 @@
 /**
  * Options every context's Prisma client is built with: the pg driver adapter (Prisma 7 needs no
  * native engine with it) and query events, which the statement counter listens to.
+ *
+ * Every connection of the pool runs with a `statement_timeout`: PostgreSQL cancels a statement
+ * that runs longer (SQLSTATE 57014), so no request, however expensive, holds a connection and a
+ * backend's memory for longer than that (docs/decisions/0011). Long-held session work (LISTEN,
+ * advisory locks of the relay and the projector) runs on connections of its own, not these.
  */
 import { PrismaPg } from '@prisma/adapter-pg';
+import { intFromEnv } from '../config.ts';
 
 /** Connections per context's Prisma client: `DATABASE_POOL_SIZE`, default 10. */
 export function defaultPoolSize(): number {
@@ -10,9 +16,43 @@ export function defaultPoolSize(): number {
   return Number.isInteger(configured) && configured > 0 ? configured : 10;
 }
 
-export function prismaClientOptions(databaseUrl: string, poolSize = defaultPoolSize()) {
+/**
+ * How long one SQL statement of a context's Prisma client may run before PostgreSQL cancels it:
+ * `DATABASE_STATEMENT_TIMEOUT_MS`, default 5000; `0` turns the timeout off.
+ */
+export function defaultStatementTimeoutMs(): number {
+  const configured = intFromEnv('DATABASE_STATEMENT_TIMEOUT_MS', 5_000);
+  if (configured < 0) throw new Error(`DATABASE_STATEMENT_TIMEOUT_MS must be 0 (off) or a positive number of milliseconds, got ${configured}`);
+  return configured;
+}
+
+export interface PrismaClientTuning {
+  /** Connections of the pool. @default DATABASE_POOL_SIZE, else 10 */
+  poolSize?: number;
+  /** PostgreSQL `statement_timeout` of every connection, in ms; 0 is none. @default DATABASE_STATEMENT_TIMEOUT_MS, else 5_000 */
+  statementTimeoutMs?: number;
+}
+
+export function prismaClientOptions(databaseUrl: string, tuning: number | PrismaClientTuning = {}) {
+  const { poolSize = defaultPoolSize(), statementTimeoutMs = defaultStatementTimeoutMs() } = typeof tuning === 'number' ? { poolSize: tuning } : tuning;
   return {
-    adapter: new PrismaPg({ connectionString: databaseUrl, max: poolSize }),
+    // node-postgres sends `statement_timeout` as a startup parameter of each connection.
+    adapter: new PrismaPg({ connectionString: databaseUrl, max: poolSize, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) }),
     log: [{ emit: 'event' as const, level: 'query' as const }],
   };
+}
+
+/** PostgreSQL's `query_canceled`: what a statement cancelled by `statement_timeout` fails with. */
+const queryCanceled = '57014';
+
+/**
+ * Whether a Prisma (or node-postgres) error is a statement PostgreSQL cancelled: Prisma 7 reports
+ * it as P2010 with the driver adapter's error in `meta`, node-postgres with `code`.
+ */
+export function isStatementTimeout(error: unknown): boolean {
+  const candidate = error as { code?: unknown; meta?: { driverAdapterError?: { cause?: { originalCode?: unknown; code?: unknown } } }; cause?: { originalCode?: unknown; code?: unknown } } | null;
+  if (!candidate || typeof candidate !== 'object') return false;
+  if (candidate.code === queryCanceled) return true;
+  const cause = candidate.meta?.driverAdapterError?.cause ?? candidate.cause;
+  return cause?.originalCode === queryCanceled || cause?.code === queryCanceled;
 }

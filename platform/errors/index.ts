@@ -54,6 +54,25 @@ export const clientErrorCodes: ReadonlySet<string> = new Set([
   'PERSISTED_QUERY_NOT_SUPPORTED',
   'OPERATION_RESOLUTION_FAILURE',
   ErrorCode.BAD_REQUEST,
+  // Refusals of the gateway's and the subgraphs' limits (a subgraph's reach clients through the
+  // gateway, which must not mask them): each message says the limit, never an internal detail.
+  'OPERATION_TOO_DEEP',
+  'TOO_MANY_ALIASES',
+  'TOO_MANY_ROOT_FIELDS',
+  'TOO_MANY_DIRECTIVES',
+  'TOO_MANY_TOKENS',
+  'DOCUMENT_TOO_LARGE',
+  'OPERATION_TOO_LARGE',
+  'FRAGMENT_CYCLE',
+  'OPERATION_TOO_COSTLY',
+  'COST_BUDGET_EXCEEDED',
+  'REQUEST_TOO_LARGE',
+  // Retryable: the request ran out of time at a subgraph (its deadline, its statement timeout),
+  // the identity of a long subscription expired (subscribe again), the gateway could not admit it.
+  'DEADLINE_EXCEEDED',
+  'STATEMENT_TIMEOUT',
+  'IDENTITY_EXPIRED',
+  'SERVICE_UNAVAILABLE',
 ]);
 
 /** Invalid input. `field` names the offending argument or input field (e.g. `input.email`). */

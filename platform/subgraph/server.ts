@@ -11,12 +11,17 @@ import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
 import type { DocumentNode } from 'graphql';
 import type { CryptoKey } from 'jose';
-import { formatErrorForClient, originalErrorOf } from '../errors/masking.ts';
+import { formatErrorForClient } from '../errors/masking.ts';
+import { rejectInvalidText } from '../graphql/text-input.ts';
 import { createGraphQLHttpServer, close, listen, sendJson } from '../http/graphql-http.ts';
 import { gatewayIdentityHeader, verifyGatewayIdentity } from '../identity/gateway-identity.ts';
 import type { Identity } from '../identity/identity.ts';
 import type { Causation } from '../events/envelope.ts';
-import { createLogger, errorFields } from '../logging/logger.ts';
+import { createLogger } from '../logging/logger.ts';
+import { requestErrorLogging } from '../logging/request-errors.ts';
+import { createSubgraphAdmission, type SubgraphAdmissionOptions } from './admission.ts';
+import { requestDeadlinePlugin, trackRequestDeadline } from './deadline.ts';
+import { withSubgraphRefusalCodes } from './refusals.ts';
 import { attachSubscriptions, type SubscriptionServer } from './subscriptions.ts';
 
 export interface RequestScope {
@@ -46,6 +51,10 @@ export interface SubgraphOptions<TContext extends RequestScope> {
    * (see subscriptions.ts). @default false
    */
   subscriptions?: boolean;
+  /** Operation limits and maximum cost of what this subgraph accepts (admission.ts). @default subgraphOperationLimits, maxCost 100_000 */
+  admission?: SubgraphAdmissionOptions;
+  /** The longest a request may run, whatever its `x-request-deadline` (deadline.ts). @default 15_000 */
+  maxRequestMs?: number;
 }
 
 export interface RunningSubgraph {
@@ -58,21 +67,32 @@ export interface RunningSubgraph {
 export async function startSubgraph<TContext extends RequestScope>(options: SubgraphOptions<TContext>): Promise<RunningSubgraph> {
   const log = createLogger(options.name);
   const schema = buildSubgraphSchema({ typeDefs: options.typeDefs, resolvers: options.resolvers as GraphQLResolverMap<unknown> });
+  // Defence in depth: the gateway's limits, cost and deadline, enforced again here (docs/decisions/0011).
+  const admission = createSubgraphAdmission(schema, options.admission);
   const apollo = new ApolloServer<TContext>({
     schema,
+    parseOptions: { maxTokens: admission.limits.maxTokens },
     introspection: !options.production,
+    // No "Did you mean …" in validation errors while introspection is off (masking drops the rest).
+    hideSchemaDetailsFromClientErrors: options.production,
     includeStacktraceInErrorResponses: false,
     // Our process lifecycle (platform/process/lifecycle.ts) owns SIGINT/SIGTERM; Apollo's own
     // handlers would race it and re-raise the signal halfway through a graceful stop.
     stopOnTerminationSignals: false,
     csrfPrevention: true,
-    // No inline traces: they tell any caller how long each resolver took, and we report to no Studio.
-    plugins: [ApolloServerPluginLandingPageDisabled(), ApolloServerPluginInlineTraceDisabled()],
-    formatError: (formatted, error) => {
-      const shown = formatErrorForClient(formatted, error, { maskInternalErrors: options.production });
-      if (shown.extensions?.code === 'INTERNAL_SERVER_ERROR') log.error('internal error', { path: formatted.path, ...errorFields(originalErrorOf(error)) });
-      return shown;
-    },
+    plugins: [
+      // A request the gateway gave up on is refused, or stops resolving (deadline.ts).
+      requestDeadlinePlugin<TContext>(),
+      admission.plugin<TContext>(),
+      ApolloServerPluginLandingPageDisabled(),
+      // No inline traces: they tell any caller how long each resolver took, and we report to no Studio.
+      ApolloServerPluginInlineTraceDisabled(),
+      // A NUL or a lone surrogate is refused before any SQL (the gateway checks too; this is the fence).
+      rejectInvalidText<TContext>(),
+      // One line per failed request, however many errors it has (formatError logs nothing).
+      requestErrorLogging<TContext>(log, { production: options.production }),
+    ],
+    formatError: (formatted, error) => withSubgraphRefusalCodes(formatErrorForClient(formatted, error, { maskInternalErrors: options.production }), error),
   });
   await apollo.start();
 
@@ -80,10 +100,12 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
     apollo,
     context: async (request) => {
       const header = request.headers[gatewayIdentityHeader];
-      const identity = await verifyGatewayIdentity(options.gatewayPublicKey, Array.isArray(header) ? header[0] : header);
+      const identity = await verifyGatewayIdentity(options.gatewayPublicKey, Array.isArray(header) ? header[0] : header, options.name);
       const requestId = headerValue(request.headers['x-request-id']) ?? randomUUID();
       const traceparent = headerValue(request.headers.traceparent) ?? null;
-      return options.createContext({ identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent } });
+      const context = options.createContext({ identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent } });
+      trackRequestDeadline(context, request, options.maxRequestMs !== undefined ? { maxRequestMs: options.maxRequestMs } : {});
+      return context;
     },
     routes: {
       '/health': async (_request, response) => {
@@ -93,7 +115,7 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
     },
   });
   const subscriptions: SubscriptionServer | undefined = options.subscriptions
-    ? attachSubscriptions<TContext>({ http, schema, createContext: options.createContext, gatewayPublicKey: options.gatewayPublicKey, production: options.production, log })
+    ? attachSubscriptions<TContext>({ http, subgraph: options.name, schema, admission, createContext: options.createContext, gatewayPublicKey: options.gatewayPublicKey, production: options.production, log })
     : undefined;
   const port = await listen(http, options.port, options.host ?? '0.0.0.0');
   log.info('subgraph listening', { port });

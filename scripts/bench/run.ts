@@ -1,5 +1,6 @@
 /** `npm run bench -- <name>`: runs one benchmark and prints its figures with their baseline. */
 const benches: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
+  abuse: () => import('./abuse.ts'),
   events: () => import('./events.ts'),
   orders: () => import('./orders.ts'),
   subscriptions: () => import('./subscriptions.ts'),

@@ -22,6 +22,8 @@ export interface SubscriberSpec {
   orderId: string;
   /** The `connection_init` payload: the client's token, or the gateway-signed identity. */
   connectionParams: Record<string, string>;
+  /** The `subscribe` message's `extensions`: straight to a subgraph, the subscription's own signed identity. */
+  extensions?: Record<string, string>;
 }
 
 export type ClientsCommand =
@@ -160,7 +162,7 @@ class Clients {
         const message = JSON.parse(data.toString()) as { type: string; id?: string; payload?: any };
         switch (message.type) {
           case 'connection_ack':
-            socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: command.query, variables: { id: subscriber.spec.orderId } } }));
+            socket.send(JSON.stringify({ id: '1', type: 'subscribe', payload: { query: command.query, variables: { id: subscriber.spec.orderId }, ...(subscriber.spec.extensions ? { extensions: subscriber.spec.extensions } : {}) } }));
             return;
           case 'ping':
             socket.send(JSON.stringify({ type: 'pong' }));

@@ -67,7 +67,7 @@ import { createJetStreamBus } from '../../platform/events/bus/nats-jetstream.ts'
 import { createPostgresQueueBus } from '../../platform/events/bus/postgres-queue.ts';
 import { issueCustomerToken } from '../../platform/identity/customer-token.ts';
 import { GatewayIdentitySigner, gatewayIdentityHeader } from '../../platform/identity/gateway-identity.ts';
-import type { Identity } from '../../platform/identity/identity.ts';
+import { anonymous, type Identity } from '../../platform/identity/identity.ts';
 import { signingAlgorithm } from '../../platform/identity/keys.ts';
 import type { RunningContextSubgraph } from '../../platform/subgraph/context-subgraph.ts';
 import { startAccountsSubgraph } from '../../subgraphs/accounts/subgraph.ts';
@@ -238,7 +238,7 @@ async function startSplitPlatform(options: Options, cleanups: Cleanups): Promise
     databaseUrls,
     keys,
     authTokenPrivateKey: authToken.privateKey,
-    signer: new GatewayIdentitySigner(gatewayIdentity.privateKey, 3600),
+    signer: new GatewayIdentitySigner(gatewayIdentity.privateKey, { callTtlSeconds: 3600, subscriptionTtlSeconds: 3600 }),
     subgraphUrls,
     orders,
     ordersPort,
@@ -283,7 +283,7 @@ async function startGatewayProcess(platform: Platform, options: Options, maxConn
 async function subgraphRequest(platform: Platform, subgraph: ContextName, identity: Identity, query: string, variables: Record<string, unknown> = {}): Promise<any> {
   const response = await fetch(platform.subgraphUrls[subgraph], {
     method: 'POST',
-    headers: { 'content-type': 'application/json', [gatewayIdentityHeader]: await platform.signer.sign(identity) },
+    headers: { 'content-type': 'application/json', [gatewayIdentityHeader]: await platform.signer.sign(identity, subgraph) },
     body: JSON.stringify({ query, variables }),
   });
   const body = (await response.json()) as { data?: any; errors?: { message: string; extensions?: { code?: string } }[] };
@@ -463,15 +463,18 @@ class ClientWorkers {
 }
 
 interface Identities {
-  /** The connection_init payload of subscriber i, for each path. */
-  connectionParams(i: number, order: BenchOrder, path: Path): Promise<Record<string, string>>;
+  /**
+   * The connection_init payload of subscriber i, for each path, and on the direct path the
+   * subscription's own signed identity (its `extensions`), as the gateway sends them.
+   */
+  of(i: number, order: BenchOrder, path: Path): Promise<Pick<SubscriberSpec, 'connectionParams' | 'extensions'>>;
 }
 
 function identitiesFor(platform: Platform, sharing: Sharing): Identities {
   const tokens = new Map<string, string>();
   const callers = new Map<number, Identity>();
   return {
-    async connectionParams(i, order, path) {
+    async of(i, order, path): Promise<Pick<SubscriberSpec, 'connectionParams' | 'extensions'>> {
       let identity = order.customer;
       if (sharing === 'unshared') {
         if (!callers.has(i)) callers.set(i, { customerId: randomUUID(), roles: ['customer', 'admin'] });
@@ -483,11 +486,12 @@ function identitiesFor(platform: Platform, sharing: Sharing): Identities {
         token =
           path === 'gateway'
             ? await issueCustomerToken(platform.authTokenPrivateKey, { customerId: identity.customerId!, roles: identity.roles }, 3600)
-            : await platform.signer.sign(identity);
+            : await platform.signer.sign(identity, 'orders', 'subscription');
         tokens.set(key, token);
       }
-      const params: Record<string, string> = path === 'gateway' ? { Authorization: `Bearer ${token}` } : { [gatewayIdentityHeader]: token };
-      return params;
+      if (path === 'gateway') return { connectionParams: { Authorization: `Bearer ${token}` } };
+      // The socket as the gateway opens it (signed, as nobody in particular); each subscription with its caller's identity.
+      return { connectionParams: { [gatewayIdentityHeader]: await platform.signer.sign(anonymous, 'orders') }, extensions: { [gatewayIdentityHeader]: token } };
     },
   };
 }
@@ -528,7 +532,7 @@ async function measureRun(platform: Platform, run: Run, orders: BenchOrder[], wa
     // Warm-up, on an order of its own: a few subscribers (connections, the plan), the order taken
     // through every step (the saga, the projector, each process's event path), then gone.
     const warmUp = await Promise.all(
-      Array.from({ length: options.workers * 2 }, async (_, i) => ({ order: -1, orderId: warmUpOrder.id, connectionParams: await identities.connectionParams(run.subscribers + i, warmUpOrder, run.path) })),
+      Array.from({ length: options.workers * 2 }, async (_, i) => ({ order: -1, orderId: warmUpOrder.id, ...(await identities.of(run.subscribers + i, warmUpOrder, run.path)) })),
     );
     const warm = await clients.open(url, warmUp, 10);
     if (warm.failed > 0) throw new Error(`warm-up subscribers failed: ${warm.failures.join('; ')}`);
@@ -541,7 +545,7 @@ async function measureRun(platform: Platform, run: Run, orders: BenchOrder[], wa
     const specs: SubscriberSpec[] = [];
     for (let i = 0; i < run.subscribers; i++) {
       const order = orders[i % orders.length]!;
-      specs.push({ order: i % orders.length, orderId: order.id, connectionParams: await identities.connectionParams(i, order, run.path) });
+      specs.push({ order: i % orders.length, orderId: order.id, ...(await identities.of(i, order, run.path)) });
     }
 
     // Subscribing: memory before and after, CPU while the subscribers connect.

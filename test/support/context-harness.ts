@@ -102,7 +102,7 @@ export async function startContextHarness(options: ContextHarnessOptions): Promi
       }
     },
     async query({ query, variables, identity }) {
-      const headers: Record<string, string> = identity === null ? {} : { [gatewayIdentityHeader]: await signer.sign(identity ?? { customerId: null, roles: [] }) };
+      const headers: Record<string, string> = identity === null ? {} : { [gatewayIdentityHeader]: await signer.sign(identity ?? { customerId: null, roles: [] }, options.context) };
       return graphql(running.url, { query, ...(variables ? { variables } : {}), headers });
     },
     sql: async (text, values) => (await pool.query(text, values)).rows,
