@@ -7,20 +7,19 @@
  * GATEWAY_CONNECTION_INIT_TIMEOUT_MS (3000), GATEWAY_KEEPALIVE_MS (12000), SUBSCRIPTION_UPSTREAM_RETRY_ATTEMPTS (8).
  * Operation limits: GATEWAY_MAX_DEPTH, GATEWAY_MAX_ALIASES, GATEWAY_MAX_ROOT_FIELDS, GATEWAY_MAX_DIRECTIVES,
  * GATEWAY_MAX_TOKENS, GATEWAY_MAX_DOCUMENT_BYTES, GATEWAY_MAX_FIELDS (defaults in platform/graphql/operation-limits.ts),
- * GATEWAY_MAX_BODY_BYTES (1 MiB). Demand control: see plugins/demand-control.ts.
+ * GATEWAY_MAX_BODY_BYTES (128 KiB). Demand control: see plugins/demand-control.ts.
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { generateKeyPair } from 'jose';
 import { intFromEnv, isProduction, keyNames, readSecret } from '../platform/config.ts';
-import { defaultMaxBodyBytes } from '../platform/http/graphql-http.ts';
 import { demandControlOptionsFromEnv } from './plugins/demand-control.ts';
 import { operationLimitsFromEnv } from './plugins/operation-limits.ts';
 import { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
 import { importPrivateKey, importPublicKey, signingAlgorithm } from '../platform/identity/keys.ts';
 import { createLogger, errorFields } from '../platform/logging/logger.ts';
 import { stopOnSignals } from '../platform/process/lifecycle.ts';
-import { startGateway } from './server.ts';
+import { gatewayMaxBodyBytes, startGateway } from './server.ts';
 
 const log = createLogger('gateway');
 
@@ -72,7 +71,7 @@ try {
     subgraphTimeoutMs: intFromEnv('SUBGRAPH_TIMEOUT_MS', 10_000),
     limits: operationLimitsFromEnv(process.env),
     demandControl: demandControlOptionsFromEnv(process.env),
-    maxBodyBytes: intFromEnv('GATEWAY_MAX_BODY_BYTES', defaultMaxBodyBytes),
+    maxBodyBytes: intFromEnv('GATEWAY_MAX_BODY_BYTES', gatewayMaxBodyBytes),
     apolloTelemetry: process.env.APOLLO_TELEMETRY === 'true',
     subscriptions: {
       maxSubscriptionsPerConnection: intFromEnv('GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION', 100),

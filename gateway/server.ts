@@ -13,7 +13,7 @@ import type { CryptoKey } from 'jose';
 import { ErrorCode } from '../platform/errors/index.ts';
 import { formatErrorForClient } from '../platform/errors/masking.ts';
 import type { OperationLimits } from '../platform/graphql/operation-limits.ts';
-import { close, createGraphQLHttpServer, defaultMaxBodyBytes, listen, sendJson, type GraphQLRequestParams, type Intercepted } from '../platform/http/graphql-http.ts';
+import { close, createGraphQLHttpServer, listen, sendJson, type GraphQLRequestParams, type Intercepted } from '../platform/http/graphql-http.ts';
 import type { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
 import { createLogger } from '../platform/logging/logger.ts';
 import { requestErrorLogging } from '../platform/logging/request-errors.ts';
@@ -57,7 +57,11 @@ export interface GatewayOptions {
   limits?: Partial<OperationLimits>;
   /** Cost of operations and budgets per client, priced by the supergraph's @cost and @listSize. Defaults in plugins/demand-control.ts. */
   demandControl?: Omit<DemandControlOptions, 'schema'>;
-  /** The largest request body and WebSocket message taken. @default 1_048_576 (1 MiB) */
+  /**
+   * The largest request body and WebSocket message taken. Documents are bounded far lower
+   * (`limits.maxDocumentBytes`); this bounds variables, and what a client makes the gateway read.
+   * @default 131_072 (128 KiB)
+   */
   maxBodyBytes?: number;
   /** More plugins, run after the gateway's own (e.g. a deployment's policies, or a test's probe). */
   plugins?: GatewayPlugin[];
@@ -76,6 +80,9 @@ export interface GatewayOptions {
     httpHeartbeatMs?: number;
   };
 }
+
+/** The gateway's default body and WebSocket message limit: 128 KiB (subgraphs take 1 MiB: entity batches are larger). */
+export const gatewayMaxBodyBytes = 131_072;
 
 /** The gateway's own plugins, in the order they run; `options.plugins` come after them. */
 export function gatewayPlugins(options: GatewayOptions): GatewayPlugin[] {
@@ -163,7 +170,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const log = createLogger('gateway');
   // Read by ApolloGateway's constructor; there is no constructor option for it.
   if (!options.apolloTelemetry) process.env.APOLLO_TELEMETRY_DISABLED = 'true';
-  const maxBodyBytes = options.maxBodyBytes ?? defaultMaxBodyBytes;
+  const maxBodyBytes = options.maxBodyBytes ?? gatewayMaxBodyBytes;
   // The subscription path: the same supergraph, planner and data sources as queries.
   let core: GatewayCore | undefined;
   const dataSource = (name: string, url: string) => new PluginDataSource({ subgraph: name, url, core: () => core!, log: log.child('subgraphs') });

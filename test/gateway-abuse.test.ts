@@ -180,11 +180,11 @@ describe('the gateway under attack', () => {
       expectRefused(await alongsideAnOrdinaryRequest(post(url, query(attack.hugeDocument(limits.maxDocumentBytes + 8_000)))), 400, 'DOCUMENT_TOO_LARGE');
     });
 
-    it('refuses a 1,000,000-byte document, just under the body limit, with DOCUMENT_TOO_LARGE (HTTP 400)', async () => {
-      expectRefused(await alongsideAnOrdinaryRequest(post(url, query(attack.hugeDocument(1_000_000)))), 400, 'DOCUMENT_TOO_LARGE');
+    it('refuses a 120,000-byte document, just under the 128 KiB body limit, with DOCUMENT_TOO_LARGE (HTTP 400)', async () => {
+      expectRefused(await alongsideAnOrdinaryRequest(post(url, query(attack.hugeDocument(120_000)))), 400, 'DOCUMENT_TOO_LARGE');
     });
 
-    it('refuses a body over 1 MiB with REQUEST_TOO_LARGE (HTTP 413)', async () => {
+    it('refuses a body over the 128 KiB body limit with REQUEST_TOO_LARGE (HTTP 413), without reading it', async () => {
       expectRefused(await alongsideAnOrdinaryRequest(post(url, query(attack.hugeDocument(2 * MiB)))), 413, 'REQUEST_TOO_LARGE');
     });
 
@@ -218,13 +218,17 @@ describe('the gateway under attack', () => {
       expectRefused(await alongsideAnOrdinaryRequest(post(url, attack.batchBody(1000))), 400, 'BAD_REQUEST');
     });
 
-    it('refuses a variable nested 50,000 objects deep with BAD_USER_INPUT (HTTP 400), without an internal error', async () => {
-      expectRefused(await alongsideAnOrdinaryRequest(post(url, attack.deeplyNestedVariables(50_000))), 400, 'BAD_USER_INPUT');
+    it('refuses a variable nested 10,000 objects deep with BAD_REQUEST (HTTP 400) before parsing the JSON', async () => {
+      expectRefused(await alongsideAnOrdinaryRequest(post(url, attack.deeplyNestedVariables(10_000))), 400, 'BAD_REQUEST');
+    });
+
+    it('refuses a variable nested deeper than its input type with BAD_USER_INPUT (HTTP 400), without an internal error', async () => {
+      expectRefused(await alongsideAnOrdinaryRequest(post(url, attack.deeplyNestedVariables(50))), 400, 'BAD_USER_INPUT');
     });
   });
 
   describe('over graphql-ws', () => {
-    it('closes a socket that sends a message over 1 MiB with 1009 (message too big)', async () => {
+    it('closes a socket that sends a message over the 128 KiB limit with 1009 (message too big)', async () => {
       const { socket: attacker } = socket();
       await attacker.opened();
       attacker.ws.send('x'.repeat(2 * MiB));
@@ -255,10 +259,10 @@ describe('the gateway under attack', () => {
       expect(stack.gateway.subscriptionStats().upstreamSubscriptions).toBe(upstreamBefore);
     });
 
-    it('refuses 900 KiB subscribe messages with DOCUMENT_TOO_LARGE, each with its own error', async () => {
+    it('refuses 120 KiB subscribe messages with DOCUMENT_TOO_LARGE, each with its own error', async () => {
       const { socket: attacker, init } = socket();
       expect(await attacker.initialize(init)).toBe(true);
-      for (let n = 0; n < 5; n++) attacker.subscribe(`big-${n}`, attack.invalidSubscription(n, 900 * 1024));
+      for (let n = 0; n < 5; n++) attacker.subscribe(`big-${n}`, attack.invalidSubscription(n, 120 * 1024));
       const answers = await alongsideAnOrdinaryRequest(Promise.all(Array.from({ length: 5 }, (_, n) => attacker.answerTo(`big-${n}`))));
       expect(answers.map((answer) => [answer.type, answer.payload[0]?.extensions?.code])).toEqual(Array.from({ length: 5 }, () => ['error', 'DOCUMENT_TOO_LARGE']));
     });
@@ -302,6 +306,38 @@ describe('the gateway under attack', () => {
       expect(attacker.messages.filter((message) => message.type === 'error')).toHaveLength(1);
       expect(attacker.closeInfo).toBeUndefined();
     });
+
+    it('refuses operations beyond 200 per 10 s from one caller with TOO_MANY_OPERATIONS before parsing them, and says when to retry', async () => {
+      const { socket: attacker, init } = socket(await stack.tokenFor({ customerId: randomUUID() }));
+      expect(await attacker.initialize(init)).toBe(true);
+      // Distinct invalid documents: each would cost parsing and validation.
+      for (let n = 0; n < 210; n++) attacker.subscribe(`flood-${n}`, `subscription Flood${n} { noSuchField${n} }`);
+      const answers = await alongsideAnOrdinaryRequest(Promise.all(Array.from({ length: 210 }, (_, n) => attacker.answerTo(`flood-${n}`))));
+      const codes = answers.map((answer) => answer.payload[0]?.extensions?.code);
+      expect(codes.slice(0, 200).every((code) => code === 'GRAPHQL_VALIDATION_FAILED')).toBe(true);
+      expect(new Set(codes.slice(200))).toEqual(new Set(['TOO_MANY_OPERATIONS']));
+      expect(answers[205]!.payload[0].extensions.retryAfter).toBeGreaterThanOrEqual(1);
+      expect(attacker.closeInfo).toBeUndefined();
+    });
+
+    it('cuts off a client that trickles its request (slowloris) instead of holding its socket', async () => {
+      const { connect } = await import('node:net');
+      const { port } = new URL(url);
+      const client = connect(Number(port), '127.0.0.1');
+      client.on('error', () => {});
+      const ended = new Promise<number>((resolve) => client.once('close', () => resolve(performance.now())));
+      const since = performance.now();
+      client.write('POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{');
+      const trickle = setInterval(() => client.write(' '), 1_000);
+      try {
+        const closedAt = await ended;
+        // The gateway's request timeout (10 s), swept every second; Node's default would be 300 s.
+        expect(closedAt - since).toBeLessThan(20_000);
+      } finally {
+        clearInterval(trickle);
+        client.destroy();
+      }
+    }, 30_000);
   });
 
   describe('over multipart HTTP and Server-Sent Events', () => {

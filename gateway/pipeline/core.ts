@@ -183,6 +183,15 @@ export class GatewayCore {
     return { connection, release };
   }
 
+  /** An operation arrived on an admitted long-lived connection: the plugins' rate checks, before parsing. */
+  async receiveOperation(connection: ClientConnection): Promise<void> {
+    try {
+      for (const plugin of this.plugins) await plugin.onOperationReceived?.(connection);
+    } catch (error) {
+      throw this.#refusalOf(error);
+    }
+  }
+
   /** Validates the parsed request and runs the plugins' document and operation hooks. */
   async admitOperation(parsed: ParsedRequest, connection: ClientConnection, context: GatewayContext, headers: IncomingHttpHeaders): Promise<AdmittedOperation> {
     const parsedDocument: ParsedDocument = { connection, source: parsed.source, document: parsed.document, operationName: parsed.operationName };

@@ -7,7 +7,7 @@
  *
  * Order of the hooks for one operation:
  *
- *   onConnection ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ planning ─▶ onSubgraphRequest
+ *   onConnection ─▶ [onOperationReceived] ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ planning ─▶ onSubgraphRequest
  *   (who, how)      (parsed AST)                  (valid, variables       (each fetch, each
  *                                                  coerced)                upstream subscription)
  *
@@ -96,6 +96,12 @@ export interface GatewayPlugin {
    * starts. Throw a GatewayRefusal to refuse it; return a function to run when it ends.
    */
   onConnection?(connection: ClientConnection): void | (() => void) | Promise<void | (() => void)>;
+  /**
+   * An operation arrived on a connection admitted earlier (each graphql-ws `subscribe`), before
+   * anything is parsed: the place for per-connection or per-caller message rates. An HTTP request
+   * is its own connection: bound it in onConnection.
+   */
+  onOperationReceived?(connection: ClientConnection): void | Promise<void>;
   /** A parsed document, before validation: bounded, synchronous checks only. */
   onDocument?(document: ParsedDocument): void;
   /** A valid operation, before planning. Throw a GatewayRefusal to refuse it. */

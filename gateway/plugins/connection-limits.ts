@@ -4,8 +4,11 @@
  *   (docs/decisions/0007); a caller is the signed-in customer, or the address of an anonymous one.
  *   Over the bound: TOO_MANY_CONNECTIONS, HTTP 429 or WebSocket close 4429.
  * - operations per WebSocket: TOO_MANY_SUBSCRIPTIONS on the operation.
+ * - operations a caller may start over its WebSockets per time window, counted before they are
+ *   parsed (each distinct document costs parsing and validation): TOO_MANY_OPERATIONS, retryable.
  * Plain HTTP requests are not connections here: rate limits bound them.
  */
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
 import { ErrorCode } from '../../platform/errors/index.ts';
 import type { GatewayPlugin } from '../pipeline/plugin.ts';
 import { GatewayRefusal } from '../pipeline/refusal.ts';
@@ -15,12 +18,22 @@ export interface ConnectionLimitsOptions {
   maxConnectionsPerCaller?: number;
   /** Subscriptions running at once on one WebSocket. @default 100 */
   maxSubscriptionsPerConnection?: number;
+  /** Operations one caller may send over its WebSockets per `operationWindowSeconds`. @default 200 */
+  maxOperationsPerWindow?: number;
+  /** @default 10 */
+  operationWindowSeconds?: number;
 }
 
 export function connectionLimits(options: ConnectionLimitsOptions = {}): GatewayPlugin & { openOf(caller: string): number } {
   const maxPerCaller = options.maxConnectionsPerCaller ?? 20;
   const maxSubscriptions = options.maxSubscriptionsPerConnection ?? 100;
   const open = new Map<string, number>();
+  // Per caller, in this process: the sockets it counts live here too (Redis-shared rates are issue 11's).
+  const operations = new RateLimiterMemory({
+    keyPrefix: 'ws-operations',
+    points: options.maxOperationsPerWindow ?? 200,
+    duration: options.operationWindowSeconds ?? 10,
+  });
   const openOf = (caller: string) => open.get(caller) ?? 0;
   return {
     name: 'connection-limits',
@@ -41,6 +54,15 @@ export function connectionLimits(options: ConnectionLimitsOptions = {}): Gateway
         if (left > 0) open.set(caller, left);
         else open.delete(caller);
       };
+    },
+    async onOperationReceived(connection) {
+      try {
+        await operations.consume(connection.caller);
+      } catch (rejection) {
+        if (!(rejection instanceof RateLimiterRes)) throw rejection;
+        const retryAfterSeconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
+        throw new GatewayRefusal('TOO_MANY_OPERATIONS', `Too many operations from this caller: try again in ${retryAfterSeconds} s`, { status: 429, retryAfterSeconds });
+      }
     },
     onOperation(operation) {
       if (operation.connection.transport !== 'graphql-ws') return;

@@ -150,6 +150,7 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
         const connection = connections.get(ctx.extra)!;
         const context: GatewayContext = { identity: connection.admission.connection.identity, requestId: `${connection.connectionId}:${id}` };
         try {
+          await core.receiveOperation(connection.admission.connection);
           const parsed = core.parse(payload);
           if (parsed.kind !== undefined && parsed.kind !== 'subscription') {
             throw new GatewayRefusal(ErrorCode.BAD_REQUEST, `This is a ${parsed.kind}: send queries and mutations as HTTP requests to /graphql`, { status: 400 });

@@ -67,6 +67,7 @@ export const clientErrorCodes: ReadonlySet<string> = new Set([
   'OPERATION_TOO_COSTLY',
   'COST_BUDGET_EXCEEDED',
   'REQUEST_TOO_LARGE',
+  'TOO_MANY_OPERATIONS',
   // Retryable: the request ran out of time at a subgraph (its deadline, its statement timeout),
   // the identity of a long subscription expired (subscribe again), the gateway could not admit it.
   'DEADLINE_EXCEEDED',

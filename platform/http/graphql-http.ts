@@ -17,6 +17,16 @@ export interface GraphQLHttpOptions<TContext extends BaseContext> {
   graphqlPath?: string;
   /** Requests with a larger body are refused with 413. @default 1_048_576 (1 MiB) */
   maxBodyBytes?: number;
+  /**
+   * JSON bodies nested deeper than this (objects and arrays) are refused before they are parsed:
+   * a 100 KB body of nested brackets costs the whole process a second of parsing and coercion.
+   * @default 64
+   */
+  maxJsonDepth?: number;
+  /** Time allowed to receive a request's headers. @default 5_000 */
+  headersTimeoutMs?: number;
+  /** Time allowed to receive a whole request (headers and body). @default 10_000 */
+  requestTimeoutMs?: number;
   /** Other routes by exact path, e.g. `{ '/health': … }`. */
   routes?: Record<string, Route>;
   /** While this answers false, GraphQL requests get 503 (e.g. the supergraph is still loading). */
@@ -59,6 +69,26 @@ function paramsOf(method: string | undefined, body: unknown, search: string): Gr
 
 class BodyTooLargeError extends Error {}
 
+/**
+ * Whether JSON text nests objects and arrays deeper than `max`: one pass over the characters,
+ * skipping strings (and their escapes). Linear, no allocation.
+ */
+export function jsonNestedDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \\ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > max) return true;
+    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
+  }
+  return false;
+}
+
 async function readBody(request: IncomingMessage, limit: number): Promise<string> {
   const declared = Number(request.headers['content-length'] ?? 0);
   if (declared > limit) throw new BodyTooLargeError();
@@ -97,6 +127,11 @@ async function serveGraphQL<TContext extends BaseContext>(
     const text = await readBody(request, options.maxBodyBytes ?? defaultMaxBodyBytes);
     const isJson = (headers.get('content-type') ?? '').includes('json');
     if (isJson && text.length > 0) {
+      const maxDepth = options.maxJsonDepth ?? 64;
+      if (jsonNestedDeeperThan(text, maxDepth)) {
+        sendJson(response, 400, graphQLErrorBody(`The request body nests JSON deeper than ${maxDepth} levels`, 'BAD_REQUEST'));
+        return;
+      }
       try {
         body = JSON.parse(text);
       } catch {
@@ -126,7 +161,8 @@ async function serveGraphQL<TContext extends BaseContext>(
 /** A `node:http` server for the given Apollo Server; call `listen` to start it. */
 export function createGraphQLHttpServer<TContext extends BaseContext>(options: GraphQLHttpOptions<TContext>): Server {
   const graphqlPath = options.graphqlPath ?? '/graphql';
-  return createServer((request, response) => {
+  // Request timeouts are enforced by a sweep every connectionsCheckingInterval (30 s by default).
+  const server = createServer({ connectionsCheckingInterval: 1_000 }, (request, response) => {
     const url = new URL(request.url ?? '/', 'http://localhost');
     const handle = async () => {
       const route = options.routes?.[url.pathname];
@@ -147,12 +183,19 @@ export function createGraphQLHttpServer<TContext extends BaseContext>(options: G
     handle().catch((error: unknown) => {
       if (response.headersSent) return void response.destroy();
       if (error instanceof BodyTooLargeError) {
+        // The rest of the body is not read: the connection ends with the answer.
+        response.setHeader('connection', 'close');
         sendJson(response, 413, graphQLErrorBody(`The request body is too large: at most ${options.maxBodyBytes ?? defaultMaxBodyBytes} bytes`, 'REQUEST_TOO_LARGE'));
         return;
       }
       sendJson(response, 500, graphQLErrorBody('Internal server error', 'INTERNAL_SERVER_ERROR'));
     });
   });
+  // A client that trickles its headers or body (slowloris) is cut off instead of holding a socket
+  // for Node's default 300 s. Streams being answered are not affected: these bound the request.
+  server.headersTimeout = options.headersTimeoutMs ?? 5_000;
+  server.requestTimeout = options.requestTimeoutMs ?? 10_000;
+  return server;
 }
 
 /** Starts listening and resolves with the bound port (useful with port 0 in tests). */
