@@ -259,10 +259,16 @@ describe('browsing while products change', () => {
 });
 
 describe('paging with an out-of-range page size', () => {
-  it.each([-1, 101, 100_000])('refuses first: %i with BAD_USER_INPUT on first', async (first) => {
+  it.each([-1, 101])('refuses first: %i with BAD_USER_INPUT on first', async (first) => {
     const res = await browse({ first });
     expect(res.data).toBeNull();
     expectOneError(res, 'BAD_USER_INPUT', 'first');
+  });
+
+  it('refuses first: 100000 at the gateway with OPERATION_TOO_COSTLY, before the catalog is asked', async () => {
+    const res = await browse({ first: 100_000 });
+    expect(res.status).toBe(400);
+    expect(res.errors?.map((error) => error.extensions?.code)).toEqual(['OPERATION_TOO_COSTLY']);
   });
 });
 

@@ -175,6 +175,16 @@ describe('the gateway plugin seam', () => {
     }
   });
 
+  it('refuses the nested-products cost bomb before any subgraph is called', async () => {
+    const level = (inner: string) => `products(first: 100) { edges { node { name category { ${inner} } } } }`;
+    const bomb = `{ ${level(level(level(level('products(first: 100) { edges { node { name } } }'))))} }`;
+    const before = seen.subgraphCalls.length;
+    const response = await post({ query: bomb });
+    expect(response.status).toBe(400);
+    expect(((await response.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code).toBe('OPERATION_TOO_COSTLY');
+    expect(seen.subgraphCalls.length).toBe(before);
+  });
+
   it("adds a plugin's response extensions to HTTP responses and to subscription events", async () => {
     const http = await post({ query: '{ products(first: 1) { edges { node { id } } } }' }, { 'x-probe-extension': 'yes' });
     expect(((await http.json()) as { extensions?: unknown }).extensions).toEqual({ probe: { transport: 'http' } });

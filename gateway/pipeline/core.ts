@@ -25,7 +25,7 @@ import {
 import { getVariableValues } from 'graphql/execution/values.js';
 import { LRUCache } from 'lru-cache';
 import { ErrorCode } from '../../platform/errors/index.ts';
-import { formatGraphQLError } from '../../platform/errors/masking.ts';
+import { formatGraphQLError, invalidVariableField, withoutSuggestions } from '../../platform/errors/masking.ts';
 import type { Identity } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
@@ -89,11 +89,6 @@ const defaultParse = (source: string) => parse(source, { maxTokens: 15_000 });
 /** The caller a per-caller limit counts: the signed-in customer, else the client's address. */
 export function callerOf(identity: Identity, remoteAddress: string | undefined): string {
   return identity.customerId ? `customer:${identity.customerId}` : `address:${remoteAddress ?? 'unknown'}`;
-}
-
-/** graphql-js's "Did you mean …?" tells the schema to anyone: not in production. */
-function withoutSuggestions(message: string): string {
-  return message.replace(/ Did you mean .*\?$/s, '');
 }
 
 export class GatewayCore {
@@ -223,7 +218,12 @@ export class GatewayCore {
     const coerced = getVariableValues(this.schema, operation.variableDefinitions ?? [], parsed.variables, { maxErrors: 20 });
     if (coerced.errors) {
       const first = coerced.errors[0]!;
-      throw new GatewayRefusal(ErrorCode.BAD_USER_INPUT, this.#options.production ? withoutSuggestions(first.message) : first.message, { status: 400 });
+      // Named the way resolvers name fields (`input.price`), like every other BAD_USER_INPUT.
+      const field = invalidVariableField(first.message);
+      throw new GatewayRefusal(ErrorCode.BAD_USER_INPUT, this.#options.production ? withoutSuggestions(first.message) : first.message, {
+        status: 400,
+        ...(field ? { details: { field } } : {}),
+      });
     }
     context.responseExtensions ??= {};
     const admitted: AdmittedOperation = {

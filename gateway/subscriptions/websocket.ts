@@ -32,6 +32,7 @@ import { logWebSocketErrors } from '../../platform/logging/socket-errors.ts';
 import { identityFromAuthorization, timerAt, tokenExpiryOf } from '../authentication.ts';
 import type { GatewayContext } from '../context.ts';
 import type { GatewayCore } from '../pipeline/core.ts';
+import type { ClientConnection } from '../pipeline/plugin.ts';
 import { GatewayRefusal, isRefusal } from '../pipeline/refusal.ts';
 import type { FederatedSubscriptions } from './federated-subscriptions.ts';
 
@@ -148,19 +149,24 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
       },
       onSubscribe: async (ctx, id, payload) => {
         const connection = connections.get(ctx.extra)!;
+        // Counted now, before anything is awaited: graphql-ws registers each `subscribe` as it
+        // arrives, so by the time an earlier one is admitted, later ones are registered too. This
+        // one's count is the operations that arrived before it, and itself.
+        const active = Object.keys(ctx.subscriptions).length;
+        const admitted: ClientConnection = Object.create(connection.admission.connection, { activeOperations: { value: active } });
         const context: GatewayContext = { identity: connection.admission.connection.identity, requestId: `${connection.connectionId}:${id}` };
         try {
-          await core.receiveOperation(connection.admission.connection);
+          await core.receiveOperation(admitted);
           const parsed = core.parse(payload);
           if (parsed.kind !== undefined && parsed.kind !== 'subscription') {
             throw new GatewayRefusal(ErrorCode.BAD_REQUEST, `This is a ${parsed.kind}: send queries and mutations as HTTP requests to /graphql`, { status: 400 });
           }
-          const admitted = await core.admitOperation(parsed, connection.admission.connection, context, ctx.extra.request.headers);
+          const operation = await core.admitOperation(parsed, admitted, context, ctx.extra.request.headers);
           return {
             schema: options.schema,
-            document: admitted.document,
-            operationName: admitted.operationName,
-            variableValues: admitted.variables,
+            document: operation.document,
+            operationName: operation.operationName,
+            variableValues: operation.variables,
             contextValue: context,
           };
         } catch (error) {
