@@ -4,17 +4,16 @@
  * subgraph sockets), and its refusals reach clients of every transport with their code.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { createClient, type Client } from 'graphql-ws';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startGateway, type GatewayOptions, type RunningGateway } from '../gateway/server.ts';
+import { startGateway, type RunningGateway } from '../gateway/server.ts';
 import type { AdmittedOperation, ClientConnection, GatewayPlugin, ParsedDocument, SubgraphRequest } from '../gateway/pipeline/plugin.ts';
 import { GatewayRefusal } from '../gateway/pipeline/refusal.ts';
 import { deterministicUuid } from '../platform/ids.ts';
 import { demoUsers } from '../scripts/demo/data.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
-import { startStack, type Stack } from './support/stack.ts';
+import { gatewayOptionsFor, startStack, type Stack } from './support/stack.ts';
 import { placeOrder } from './support/orders.ts';
 import { recordSubscription, watchOrder } from './support/subscriptions.ts';
 import { waitFor } from './support/wait.ts';
@@ -81,17 +80,7 @@ describe('the gateway plugin seam', () => {
     await seedDemoData(stack.databaseUrls);
     const probed = probe();
     seen = probed.seen;
-    const options: GatewayOptions = {
-      supergraphSdl: readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8'),
-      port: 0,
-      host: '127.0.0.1',
-      subgraphUrls: Object.fromEntries(Object.entries(stack.subgraphs).map(([name, subgraph]) => [name, subgraph.url])),
-      customerTokenPublicKey: stack.keys.authToken.publicKey,
-      identitySigner: stack.signer,
-      production: false,
-      plugins: [probed.plugin],
-    };
-    gateway = await startGateway(options);
+    gateway = await startGateway(gatewayOptionsFor(stack, { plugins: [probed.plugin] }));
     token = await stack.tokenFor({ customerId });
   });
   afterAll(async () => {

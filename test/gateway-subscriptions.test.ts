@@ -6,9 +6,8 @@ import { deterministicUuid } from '../platform/ids.ts';
 import { demoUsers } from '../scripts/demo/data.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
 import type { RunningOrdersSubgraph } from '../subgraphs/orders/subgraph.ts';
-import { readFileSync } from 'node:fs';
 import { startGateway, type GatewayOptions, type RunningGateway } from '../gateway/server.ts';
-import { startStack, type Stack } from './support/stack.ts';
+import { gatewayOptionsFor, startStack, type Stack } from './support/stack.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { advanceShipment, inStockProducts as inStock, placeOrder } from './support/orders.ts';
 import { waitFor } from './support/wait.ts';
@@ -127,16 +126,7 @@ describe('subscriptions through the gateway over graphql-ws', () => {
   /** Another gateway process-alike over the same subgraphs, with its own subscription settings. */
   const extraGateways: RunningGateway[] = [];
   async function extraGateway(overrides: Partial<GatewayOptions> = {}): Promise<RunningGateway> {
-    const gateway = await startGateway({
-      supergraphSdl: readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8'),
-      port: 0,
-      host: '127.0.0.1',
-      subgraphUrls: Object.fromEntries(Object.entries(stack.subgraphs).map(([name, subgraph]) => [name, subgraph.url])),
-      customerTokenPublicKey: stack.keys.authToken.publicKey,
-      identitySigner: stack.signer,
-      production: false,
-      ...overrides,
-    });
+    const gateway = await startGateway(gatewayOptionsFor(stack, overrides));
     extraGateways.push(gateway);
     return gateway;
   }

@@ -81,7 +81,7 @@ import { seedDemoData } from '../demo/seed.ts';
 import { deleteStreams } from './platform.ts';
 import { cpuMsOf, establishedConnectionsOf, freePort, IpcWorker, machineCpuTimes, memoryProbe, repoRoot, ServiceProcess, type JsMemory } from './processes.ts';
 import type { ClientsCommand, CollectResult, CountResult, ListenerCommand, OpenResult, SubscriberSpec } from './subscription-clients.ts';
-import { benchNatsUrl, benchServerUrl, machineLine, printTable, sleep, summarize } from './support.ts';
+import { benchNatsUrl, benchServerUrl, machineLine, printTable, sleep, summarize, Cleanups } from './support.ts';
 
 const watchQuery = 'subscription Watch($id: ID!) { orderStatusChanged(orderId: $id) { id status updatedAt } }';
 /** The shipment steps, and the order status each one leads to (none: the order does not change). */
@@ -138,22 +138,6 @@ interface Platform {
   restartOrders(): Promise<void>;
 }
 
-/** Cleanups run last-in first-out; each one runs even when an earlier one failed. */
-class Cleanups {
-  readonly #steps: { what: string; run: () => Promise<unknown> }[] = [];
-  add(what: string, run: () => Promise<unknown>): void {
-    this.#steps.push({ what, run });
-  }
-  async runAll(): Promise<void> {
-    for (const step of this.#steps.splice(0).reverse()) {
-      try {
-        await step.run();
-      } catch (error) {
-        console.error(`cleanup: ${step.what} failed: ${(error as Error).message}`);
-      }
-    }
-  }
-}
 
 async function startSplitPlatform(options: Options, cleanups: Cleanups): Promise<Platform> {
   const prefix = `bench_${randomBytes(4).toString('hex')}`;

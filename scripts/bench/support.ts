@@ -54,3 +54,20 @@ export function machineLine(): string {
 }
 
 export const sleep = (msToWait: number) => new Promise((resolve) => setTimeout(resolve, msToWait));
+
+/** Cleanups run last-in first-out; each one runs even when an earlier one failed. */
+export class Cleanups {
+  readonly #steps: { what: string; run: () => Promise<unknown> }[] = [];
+  add(what: string, run: () => Promise<unknown>): void {
+    this.#steps.push({ what, run });
+  }
+  async runAll(): Promise<void> {
+    for (const step of this.#steps.splice(0).reverse()) {
+      try {
+        await step.run();
+      } catch (error) {
+        console.error(`cleanup: ${step.what} failed: ${(error as Error).message}`);
+      }
+    }
+  }
+}

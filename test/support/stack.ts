@@ -19,7 +19,7 @@ import { GatewayIdentitySigner } from '../../platform/identity/gateway-identity.
 import type { Role } from '../../platform/identity/identity.ts';
 import { signingAlgorithm } from '../../platform/identity/keys.ts';
 import type { RunningContextSubgraph } from '../../platform/subgraph/context-subgraph.ts';
-import { startGateway, type RunningGateway } from '../../gateway/server.ts';
+import { startGateway, type GatewayOptions, type RunningGateway } from '../../gateway/server.ts';
 import { startAccountsSubgraph } from '../../subgraphs/accounts/subgraph.ts';
 import { startCatalogSubgraph } from '../../subgraphs/catalog/subgraph.ts';
 import { startInventorySubgraph } from '../../subgraphs/inventory/subgraph.ts';
@@ -175,6 +175,20 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
       await testBus?.dispose();
       for (const url of Object.values(databaseUrls)) await dropDatabase(url);
     },
+  };
+}
+
+/** Options of another gateway in front of the stack's subgraphs, as the stack's own is configured. */
+export function gatewayOptionsFor(stack: Stack, overrides: Partial<GatewayOptions> = {}): GatewayOptions {
+  return {
+    supergraphSdl: readFileSync(new URL('../../schema/supergraph.graphql', import.meta.url), 'utf8'),
+    port: 0,
+    host: '127.0.0.1',
+    subgraphUrls: Object.fromEntries(Object.entries(stack.subgraphs).map(([name, subgraph]) => [name, subgraph.url])),
+    customerTokenPublicKey: stack.keys.authToken.publicKey,
+    identitySigner: stack.signer,
+    production: false,
+    ...overrides,
   };
 }
 
