@@ -259,21 +259,27 @@ describe('the gateway under attack', () => {
       expect(stack.gateway.subscriptionStats().upstreamSubscriptions).toBe(upstreamBefore);
     });
 
-    it('refuses 120 KiB subscribe messages with DOCUMENT_TOO_LARGE, each with its own error', async () => {
-      const { socket: attacker, init } = socket();
+    it('refuses a 120 KiB subscribe message with DOCUMENT_TOO_LARGE, and the same caller\'s next ones, weighed by size, with TOO_MANY_OPERATIONS before parsing', async () => {
+      const { socket: attacker, init } = socket(await stack.tokenFor({ customerId: randomUUID() }));
       expect(await attacker.initialize(init)).toBe(true);
       for (let n = 0; n < 5; n++) attacker.subscribe(`big-${n}`, attack.invalidSubscription(n, 120 * 1024));
       const answers = await alongsideAnOrdinaryRequest(Promise.all(Array.from({ length: 5 }, (_, n) => attacker.answerTo(`big-${n}`))));
-      expect(answers.map((answer) => [answer.type, answer.payload[0]?.extensions?.code])).toEqual(Array.from({ length: 5 }, () => ['error', 'DOCUMENT_TOO_LARGE']));
+      // 121 points each against 200 per 10 s: the first is parsed (and refused), the rest are not.
+      expect(answers.map((answer) => [answer.type, answer.payload[0]?.extensions?.code])).toEqual([
+        ['error', 'DOCUMENT_TOO_LARGE'],
+        ...Array.from({ length: 4 }, () => ['error', 'TOO_MANY_OPERATIONS']),
+      ]);
+      expect(attacker.closeInfo).toBeUndefined();
     });
 
     it('keeps no invalid document in the document cache: 50 distinct invalid subscriptions leave it as it was', async () => {
       // Ordinary traffic first, so that its own (valid) document is cached before counting.
       await alongsideAnOrdinaryRequest(Promise.resolve());
       const before = stack.gateway.documentCache();
-      const { socket: attacker, init } = socket();
+      const { socket: attacker, init } = socket(await stack.tokenFor({ customerId: randomUUID() }));
       expect(await attacker.initialize(init)).toBe(true);
-      for (let n = 0; n < 50; n++) attacker.subscribe(`poison-${n}`, attack.invalidSubscription(n, 20 * 1024));
+      // 1 KiB each: 2 points of the caller's 200 per 10 s, so every one is parsed and validated.
+      for (let n = 0; n < 50; n++) attacker.subscribe(`poison-${n}`, attack.invalidSubscription(n, 1024));
       const answers = await alongsideAnOrdinaryRequest(Promise.all(Array.from({ length: 50 }, (_, n) => attacker.answerTo(`poison-${n}`))));
       expect(new Set(answers.map((answer) => `${answer.type} ${answer.payload[0]?.extensions?.code}`))).toEqual(new Set(['error GRAPHQL_VALIDATION_FAILED']));
       expect(stack.gateway.documentCache()).toEqual(before);

@@ -179,9 +179,10 @@ export class GatewayCore {
   }
 
   /** An operation arrived on an admitted long-lived connection: the plugins' rate checks, before parsing. */
-  async receiveOperation(connection: ClientConnection): Promise<void> {
+  async receiveOperation(connection: ClientConnection, params: OperationParams): Promise<void> {
+    const received = { documentLength: typeof params.query === 'string' ? params.query.length : 0 };
     try {
-      for (const plugin of this.plugins) await plugin.onOperationReceived?.(connection);
+      for (const plugin of this.plugins) await plugin.onOperationReceived?.(connection, received);
     } catch (error) {
       throw this.#refusalOf(error);
     }

@@ -36,6 +36,12 @@ export interface ClientConnection {
   readonly activeOperations: number;
 }
 
+/** What arrived, before it is parsed. */
+export interface ReceivedOperation {
+  /** Length of the document's text (UTF-16 code units): what parsing and validating it will cost. */
+  readonly documentLength: number;
+}
+
 /** A document as parsed, not yet validated: the place for cheap structural checks. */
 export interface ParsedDocument {
   readonly connection: ClientConnection;
@@ -101,7 +107,7 @@ export interface GatewayPlugin {
    * anything is parsed: the place for per-connection or per-caller message rates. An HTTP request
    * is its own connection: bound it in onConnection.
    */
-  onOperationReceived?(connection: ClientConnection): void | Promise<void>;
+  onOperationReceived?(connection: ClientConnection, received: ReceivedOperation): void | Promise<void>;
   /** A parsed document, before validation: bounded, synchronous checks only. */
   onDocument?(document: ParsedDocument): void;
   /** A valid operation, before planning. Throw a GatewayRefusal to refuse it. */

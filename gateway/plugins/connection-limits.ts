@@ -4,8 +4,9 @@
  *   (docs/decisions/0007); a caller is the signed-in customer, or the address of an anonymous one.
  *   Over the bound: TOO_MANY_CONNECTIONS, HTTP 429 or WebSocket close 4429.
  * - operations per WebSocket: TOO_MANY_SUBSCRIPTIONS on the operation.
- * - operations a caller may start over its WebSockets per time window, counted before they are
- *   parsed (each distinct document costs parsing and validation): TOO_MANY_OPERATIONS, retryable.
+ * - operations a caller may send over its WebSockets per time window, counted before they are
+ *   parsed, each weighed by its size (parsing and validating a document costs in proportion to
+ *   its length: a 30 KiB document ~7 ms here): TOO_MANY_OPERATIONS, retryable.
  * Plain HTTP requests are not connections here: rate limits bound them.
  */
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible';
@@ -18,7 +19,10 @@ export interface ConnectionLimitsOptions {
   maxConnectionsPerCaller?: number;
   /** Subscriptions running at once on one WebSocket. @default 100 */
   maxSubscriptionsPerConnection?: number;
-  /** Operations one caller may send over its WebSockets per `operationWindowSeconds`. @default 200 */
+  /**
+   * Operation points one caller may spend over its WebSockets per `operationWindowSeconds`: an
+   * operation costs 1 point, plus 1 per KiB of its document. @default 200
+   */
   maxOperationsPerWindow?: number;
   /** @default 10 */
   operationWindowSeconds?: number;
@@ -55,9 +59,9 @@ export function connectionLimits(options: ConnectionLimitsOptions = {}): Gateway
         else open.delete(caller);
       };
     },
-    async onOperationReceived(connection) {
+    async onOperationReceived(connection, received) {
       try {
-        await operations.consume(connection.caller);
+        await operations.consume(connection.caller, 1 + Math.floor(received.documentLength / 1024));
       } catch (rejection) {
         if (!(rejection instanceof RateLimiterRes)) throw rejection;
         const retryAfterSeconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));

@@ -156,7 +156,7 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
         const admitted: ClientConnection = Object.create(connection.admission.connection, { activeOperations: { value: active } });
         const context: GatewayContext = { identity: connection.admission.connection.identity, requestId: `${connection.connectionId}:${id}` };
         try {
-          await core.receiveOperation(admitted);
+          await core.receiveOperation(admitted, payload);
           const parsed = core.parse(payload);
           if (parsed.kind !== undefined && parsed.kind !== 'subscription') {
             throw new GatewayRefusal(ErrorCode.BAD_REQUEST, `This is a ${parsed.kind}: send queries and mutations as HTTP requests to /graphql`, { status: 400 });

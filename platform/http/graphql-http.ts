@@ -89,17 +89,58 @@ export function jsonNestedDeeperThan(text: string, max: number): boolean {
   return false;
 }
 
-async function readBody(request: IncomingMessage, limit: number): Promise<string> {
-  const declared = Number(request.headers['content-length'] ?? 0);
-  if (declared > limit) throw new BodyTooLargeError();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of request) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new BodyTooLargeError();
-    chunks.push(chunk as Buffer);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+/**
+ * The body as text, refused past `limit` without buffering more: a declared length over it is
+ * refused before a byte is read; otherwise buffering stops at the limit and what follows is only
+ * counted (see `lingerThenCut`), so the request is never destroyed under the client's feet.
+ */
+function readBody(request: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (declared > limit) return reject(new BodyTooLargeError());
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    request.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (over) return;
+      if (size > limit) {
+        over = true;
+        chunks.length = 0;
+        reject(new BodyTooLargeError());
+        return;
+      }
+      chunks.push(chunk);
+    });
+    request.once('end', () => {
+      if (!over) resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    request.once('error', reject);
+  });
+}
+
+/** What a refused body may still send, discarded, before its connection is cut. */
+const lingerBytes = 4 * 1024 * 1024;
+const lingerMs = 2_000;
+
+/**
+ * After a 413, a client still sending its body must be able to read the answer: closing at once
+ * would reset the connection and lose it (HTTP's "lingering close", as nginx does). What follows
+ * is discarded, never buffered, up to `lingerBytes` or `lingerMs`; past either the socket is cut.
+ */
+function lingerThenCut(request: IncomingMessage): void {
+  if (request.readableEnded || request.destroyed) return;
+  let discarded = 0;
+  const cut = () => request.socket.destroy();
+  const timer = setTimeout(cut, lingerMs);
+  timer.unref();
+  request.on('data', (chunk: Buffer) => {
+    discarded += chunk.length;
+    if (discarded > lingerBytes) cut();
+  });
+  request.once('end', () => clearTimeout(timer));
+  request.once('close', () => clearTimeout(timer));
+  request.resume();
 }
 
 export function sendJson(response: ServerResponse, status: number, body: unknown): void {
@@ -183,8 +224,7 @@ export function createGraphQLHttpServer<TContext extends BaseContext>(options: G
     handle().catch((error: unknown) => {
       if (response.headersSent) return void response.destroy();
       if (error instanceof BodyTooLargeError) {
-        // The rest of the body is not read: the connection ends with the answer.
-        response.setHeader('connection', 'close');
+        lingerThenCut(request);
         sendJson(response, 413, graphQLErrorBody(`The request body is too large: at most ${options.maxBodyBytes ?? defaultMaxBodyBytes} bytes`, 'REQUEST_TOO_LARGE'));
         return;
       }
