@@ -202,6 +202,11 @@ const aloneSends = 5;
 
 interface Attack {
   name: string;
+  /**
+   * Its own refusal goal, where 50 ms cannot apply: a slowloris is only recognisable by time, and
+   * is cut by the gateway's request timeout (10 s, swept every second). @default goals.refusalMs
+   */
+  refusalGoalMs?: number;
   what: string;
   run(context: AttackContext): Promise<Outcome[]>;
 }
@@ -415,7 +420,8 @@ function attacks(): Attack[] {
     httpAttack('nested JSON variables', 'a variable nested 10,000 objects deep (100 KB)', () => payload.deeplyNestedVariables(10_000), 40),
     {
       name: 'slowloris',
-      what: '200 connections sending a body one byte a second, for 15 s',
+      what: '200 connections sending a body one byte a second, for 15 s (goal: cut by the 10 s request timeout, + 2 s)',
+      refusalGoalMs: 12_000,
       async run(context) {
         // Longer than the other attacks: a server's request timeout is seconds, not milliseconds.
         const window = { ...context, deadline: Math.max(context.deadline, Date.now() + 15_000) };
@@ -721,7 +727,7 @@ function verdicts(result: Result, baselineP99: number) {
     alone,
     flood,
     canary,
-    refusalOk: judged.length > 0 && refused.length === judged.length && alone.p50 < goals.refusalMs,
+    refusalOk: judged.length > 0 && refused.length === judged.length && alone.p50 < (result.attack.refusalGoalMs ?? goals.refusalMs),
     canaryOk: result.canary.failed === 0 && canary.n > 0 && canary.p99 <= goals.canaryP99Ratio * baselineP99,
     memoryOk: worstRss < goals.rssGrowthMb,
   };

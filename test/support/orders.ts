@@ -2,6 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import { demoProducts } from '../../scripts/demo/data.ts';
 import { graphql } from './graphql.ts';
+import { waitFor } from './wait.ts';
 
 export const inStockProducts = demoProducts.filter((p) => p.stock >= 20);
 export const testAddress = { name: 'Carl Customer', line1: '1 Main Street', city: 'Berlin', postalCode: '10115', country: 'DE' };
@@ -28,4 +29,25 @@ export async function placeOrder(gatewayUrl: string, token: string, options: { p
 export async function advanceShipment(gatewayUrl: string, adminToken: string, orderId: string, to: 'DISPATCHED' | 'IN_TRANSIT' | 'DELIVERED'): Promise<void> {
   const response = await graphql(gatewayUrl, { query: `mutation ($id: ID!) { advanceShipment(orderId: $id, to: ${to}) { status } }`, variables: { id: orderId }, token: adminToken });
   if (response.errors) throw new Error(`advanceShipment failed: ${JSON.stringify(response.errors)}`);
+}
+
+/**
+ * Dispatches, moves in transit and delivers the order's shipment, delivering only once the
+ * payment is captured. Dispatch sends CapturePayment, which reaches payments in its own time: on a
+ * busy machine that can take longer than two admin calls, and a DELIVERED event would then show
+ * the payment still AUTHORIZED.
+ */
+export async function deliverOnceCaptured(gatewayUrl: string, adminToken: string, orderId: string): Promise<void> {
+  await advanceShipment(gatewayUrl, adminToken, orderId, 'DISPATCHED');
+  await advanceShipment(gatewayUrl, adminToken, orderId, 'IN_TRANSIT');
+  await paymentCaptured(gatewayUrl, adminToken, orderId);
+  await advanceShipment(gatewayUrl, adminToken, orderId, 'DELIVERED');
+}
+
+/** Waits until the order's payment reads CAPTURED (the capture dispatch sent has landed). */
+export async function paymentCaptured(gatewayUrl: string, adminToken: string, orderId: string): Promise<void> {
+  await waitFor('the payment captured', async () => {
+    const read = await graphql(gatewayUrl, { query: 'query ($id: ID!) { order(id: $id) { payment { status } } }', variables: { id: orderId }, token: adminToken });
+    return (read.data as { order?: { payment?: { status?: string } } } | undefined)?.order?.payment?.status === 'CAPTURED' ? true : undefined;
+  });
 }
