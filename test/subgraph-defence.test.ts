@@ -153,16 +153,17 @@ describe('defence in depth at the subgraphs', () => {
     let customerToken: string;
     let adminToken: string;
     beforeAll(async () => {
-      // Subscription identities of 3 s, renewed 1.5 s before they expire.
+      // Subscription identities of 6 s, renewed 3 s before they expire (the next leg then has
+      // 2.25 s to be running at the subgraph before it takes over: ample, even on a busy machine).
       gateway = await startGateway({
         supergraphSdl: readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8'),
         port: 0,
         host: '127.0.0.1',
         subgraphUrls: Object.fromEntries(Object.entries(stack.subgraphs).map(([name, subgraph]) => [name, subgraph.url])),
         customerTokenPublicKey: stack.keys.authToken.publicKey,
-        identitySigner: new GatewayIdentitySigner(stack.keys.gatewayIdentity.privateKey, { subscriptionTtlSeconds: 3 }),
+        identitySigner: new GatewayIdentitySigner(stack.keys.gatewayIdentity.privateKey, { subscriptionTtlSeconds: 6 }),
         production: false,
-        subscriptions: { upstream: { renewBeforeExpiryMs: 1_500 } },
+        subscriptions: { upstream: { renewBeforeExpiryMs: 3_000 } },
       });
       customerToken = await stack.tokenFor({ customerId });
       adminToken = await stack.tokenFor({ customerId: adminId, roles: ['customer', 'admin'] });
@@ -175,10 +176,10 @@ describe('defence in depth at the subgraphs', () => {
       return client;
     };
     const statuses = (received: Received, field: string) => received.data.map((data) => data[field].status as string);
-    /** Past `count` identity lifetimes (3 s): without renewal, the subgraph would have ended the subscription. */
+    /** Past `count` identity lifetimes (6 s): without renewal, the subgraph would have ended the subscription. */
     const renewalsSeen = async (count: number) => {
       const start = Date.now();
-      await waitFor(`${count} identity lifetimes`, () => (Date.now() - start > count * 3_000 ? true : undefined), count * 3_000 + 5_000);
+      await waitFor(`${count} identity lifetimes`, () => (Date.now() - start > count * 6_000 ? true : undefined), count * 6_000 + 5_000);
     };
 
     it('renews a subscription before its identity expires: the client sees every status once, no error, no gap', async () => {
@@ -196,7 +197,7 @@ describe('defence in depth at the subgraphs', () => {
       expect(received.completed).toBe(false);
       expect(statuses(received, 'orderStatusChanged')).toEqual(['PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED']);
       expect(gateway.subscriptionStats().upstreamSubscriptions).toBe(1);
-    });
+    }, 60_000);
 
     it('renews a subscription that sends only later changes (myOrderUpdates) without a repeated or a missed event', async () => {
       const received = recordSubscription(connect(customerToken), 'subscription { myOrderUpdates { id status } }');
@@ -213,7 +214,7 @@ describe('defence in depth at the subgraphs', () => {
       expect(received.errors).toEqual([]);
       const mine = received.data.filter((d) => d.myOrderUpdates.id === id).map((d) => d.myOrderUpdates.status);
       expect(['PENDING,CONFIRMED,SHIPPED,DELIVERED', 'CONFIRMED,SHIPPED,DELIVERED']).toContain(mine.join(','));
-    });
+    }, 60_000);
   });
 
   describe('a request the gateway gave up on', () => {
@@ -312,9 +313,27 @@ describe('defence in depth at the subgraphs', () => {
     });
 
     it('refuses a document over the token limit with TOO_MANY_TOKENS (400)', async () => {
-      const response = await graphql(stack.subgraphs.catalog.url, { query: `{ ${'__typename '.repeat(20_000)} }`, headers: await asCaller() });
+      const response = await graphql(stack.subgraphs.catalog.url, { query: `{ products(first: [${'1 '.repeat(16_000)}]) { totalCount } }`, headers: await asCaller() });
       expect(response.status).toBe(400);
       expect(errorCodes(response)).toEqual(['TOO_MANY_TOKENS']);
+    });
+
+    it('refuses a fragment bomb with OPERATION_TOO_LARGE before validating it (validating it is the attack)', async () => {
+      // Each fragment spreads the previous one 10 times: 10^12 fields once expanded, in 1 KiB.
+      const fragments = ['fragment F0 on Product { name }'];
+      for (let level = 1; level <= 12; level++) fragments.push(`fragment F${level} on Product { ${Array.from({ length: 10 }, () => `...F${level - 1}`).join(' ')} }`);
+      const bomb = `{ products(first: 1) { edges { node { ...F12 } } } }\n${fragments.join('\n')}`;
+      const since = performance.now();
+      const response = await graphql(stack.subgraphs.catalog.url, { query: bomb, headers: await asCaller() });
+      expect(response.status).toBe(400);
+      expect(errorCodes(response)).toEqual(['OPERATION_TOO_LARGE']);
+      expect(performance.now() - since).toBeLessThan(2_000);
+    });
+
+    it('answers a request without a gateway identity with 401 before looking at its document', async () => {
+      const response = await graphql(stack.subgraphs.catalog.url, { query: nestedProducts(6, 1) });
+      expect(response.status).toBe(401);
+      expect(errorCodes(response)).toEqual(['UNAUTHENTICATED']);
     });
 
     it('answers an ordinary nested query as before', async () => {

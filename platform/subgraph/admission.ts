@@ -33,6 +33,11 @@ export interface SubgraphAdmission {
   parse(source: string): DocumentNode | GraphQLError;
   /** The refusal of a parsed operation over a limit or the maximum cost, if any. */
   check(document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | undefined): GraphQLError | undefined;
+  /**
+   * The structural limits of a document's text, before validation (validating a fragment bomb
+   * is itself the attack): the refusal, if any. Syntax errors are left to Apollo Server.
+   */
+  precheck(source: string, operationName: string | null | undefined): GraphQLError | undefined;
   /** The same checks on HTTP, for the subgraph's Apollo Server. */
   plugin<TContext extends BaseContext>(): ApolloServerPlugin<TContext>;
 }
@@ -81,10 +86,18 @@ export function createSubgraphAdmission(schema: GraphQLSchema, options: Subgraph
     return undefined;
   };
 
+  const precheck: SubgraphAdmission['precheck'] = (source, operationName) => {
+    const parsed = parse(source);
+    if (parsed instanceof GraphQLError) return parsed.extensions?.code ? parsed : undefined;
+    const violation = checkOperationLimits(parsed, operationName, limits);
+    return violation ? refusalOf(violation) : undefined;
+  };
+
   return {
     limits,
     parse,
     check,
+    precheck,
     plugin<TContext extends BaseContext>(): ApolloServerPlugin<TContext> {
       return {
         async requestDidStart() {

@@ -4,7 +4,7 @@
  * gateway (`_entities` and `_service` included), error masking, `/health`, graceful stop.
  */
 import { randomUUID } from 'node:crypto';
-import type { Server } from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { ApolloServer } from '@apollo/server';
 import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
@@ -96,11 +96,35 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
   });
   await apollo.start();
 
+  // Verified once per request: by the structural check below when it runs, else by the context.
+  const identities = new WeakMap<IncomingMessage, Promise<Identity>>();
+  const identityOf = (request: IncomingMessage) => {
+    let identity = identities.get(request);
+    if (!identity) {
+      const header = request.headers[gatewayIdentityHeader];
+      identities.set(request, (identity = verifyGatewayIdentity(options.gatewayPublicKey, Array.isArray(header) ? header[0] : header, options.name)));
+    }
+    return identity;
+  };
   const http: Server = createGraphQLHttpServer<TContext>({
     apollo,
+    // A request through the gateway has its document's structure checked before Apollo Server
+    // validates it; anything else is left to Apollo Server and the context (401 without identity).
+    intercept: async (request, response, params) => {
+      if (typeof params.query !== 'string') return false;
+      try {
+        await identityOf(request);
+      } catch {
+        return false;
+      }
+      const refusal = admission.precheck(params.query, typeof params.operationName === 'string' ? params.operationName : null);
+      if (!refusal) return false;
+      const { http: _http, ...extensions } = refusal.extensions as Record<string, unknown>;
+      sendJson(response, 400, { errors: [{ message: refusal.message, extensions }] });
+      return true;
+    },
     context: async (request) => {
-      const header = request.headers[gatewayIdentityHeader];
-      const identity = await verifyGatewayIdentity(options.gatewayPublicKey, Array.isArray(header) ? header[0] : header, options.name);
+      const identity = await identityOf(request);
       const requestId = headerValue(request.headers['x-request-id']) ?? randomUUID();
       const traceparent = headerValue(request.headers.traceparent) ?? null;
       const context = options.createContext({ identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent } });
