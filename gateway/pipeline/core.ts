@@ -15,7 +15,6 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import {
   GraphQLError,
   getOperationAST,
-  parse,
   validate,
   type DocumentNode,
   type GraphQLFormattedError,
@@ -46,7 +45,9 @@ export interface ParsedRequest {
   source: string;
   document: DocumentNode;
   operationName: string | null;
-  /** The kind of the operation that will run, when the document names it unambiguously. */
+  /** The operation that will run, when the document names it unambiguously (else refused at admission). */
+  operation: OperationDefinitionNode | undefined;
+  /** Its kind: what the transport chooses its path by. */
   kind: OperationDefinitionNode['operation'] | undefined;
   variables: Record<string, unknown>;
   /** Known valid against the schema (from the cache): validation is skipped. */
@@ -59,11 +60,8 @@ export interface CoreOptions {
   plugins: readonly GatewayPlugin[];
   production: boolean;
   log: Logger;
-  /**
-   * Parses a document within the gateway's limits (size, tokens); throws a GatewayRefusal over
-   * them. @default graphql-js `parse` with `maxTokens: 15_000`
-   */
-  parse?: (source: string) => DocumentNode;
+  /** Parses a document within the gateway's limits (size, tokens); throws a GatewayRefusal over them. */
+  parse: (source: string) => DocumentNode;
   /** Bytes of documents kept parsed and validated (least recently used goes first). @default 32 MiB */
   documentCacheBytes?: number;
   /** A document larger than this is never cached. @default 256 KiB */
@@ -84,8 +82,6 @@ export interface Admission {
   release(): void;
 }
 
-const defaultParse = (source: string) => parse(source, { maxTokens: 15_000 });
-
 /** The caller a per-caller limit counts: the signed-in customer, else the client's address. */
 export function callerOf(identity: Identity, remoteAddress: string | undefined): string {
   return identity.customerId ? `customer:${identity.customerId}` : `address:${remoteAddress ?? 'unknown'}`;
@@ -98,12 +94,15 @@ export class GatewayCore {
   readonly #parse: (source: string) => DocumentNode;
   readonly #valid: LRUCache<string, DocumentNode>;
   readonly #maxCachedBytes: number;
+  /** The plugins that wrap subgraph fetches, innermost first. */
+  readonly #fetchWrappers: readonly GatewayPlugin[];
 
   constructor(options: CoreOptions) {
     this.#options = options;
     this.schema = options.schema;
     this.plugins = options.plugins;
-    this.#parse = options.parse ?? defaultParse;
+    this.#parse = options.parse;
+    this.#fetchWrappers = options.plugins.filter((plugin) => plugin.wrapSubgraphFetch).reverse();
     this.#maxCachedBytes = options.maxCachedDocumentBytes ?? 256 * 1024;
     // A document's AST takes several times its text; the text itself is the key.
     this.#valid = new LRUCache<string, DocumentNode>({ maxSize: options.documentCacheBytes ?? 32 * 1024 * 1024, sizeCalculation: (_document, source) => source.length * 8 });
@@ -128,15 +127,18 @@ export class GatewayCore {
     const operationName = (params.operationName as string | null | undefined) || null;
     const variables = (params.variables ?? {}) as Record<string, unknown>;
     const cached = this.#valid.get(source);
-    if (cached) return { source, document: cached, operationName, kind: kindOf(cached, operationName), variables, validated: true };
     let document: DocumentNode;
-    try {
-      document = this.#parse(source);
-    } catch (error) {
-      if (isRefusal(error)) throw error;
-      throw new GatewayRefusal('GRAPHQL_PARSE_FAILED', (error as Error).message, { status: 400 });
+    if (cached) document = cached;
+    else {
+      try {
+        document = this.#parse(source);
+      } catch (error) {
+        if (isRefusal(error)) throw error;
+        throw new GatewayRefusal('GRAPHQL_PARSE_FAILED', (error as Error).message, { status: 400 });
+      }
     }
-    return { source, document, operationName, kind: kindOf(document, operationName), variables, validated: false };
+    const operation = getOperationAST(document, operationName) ?? undefined;
+    return { source, document, operationName, operation, kind: operation?.operation, variables, validated: cached !== undefined };
   }
 
   /** Runs the plugins' connection hooks. Throws the first refusal (having released what was taken). */
@@ -208,7 +210,7 @@ export class GatewayCore {
       }
       if (parsed.source.length <= this.#maxCachedBytes) this.#valid.set(parsed.source, parsed.document);
     }
-    const operation = getOperationAST(parsed.document, parsed.operationName);
+    const { operation } = parsed;
     if (!operation) {
       throw new GatewayRefusal(
         ErrorCode.BAD_REQUEST,
@@ -254,11 +256,9 @@ export class GatewayCore {
   /** The HTTP fetch of a subgraph request, through every plugin's wrapper (outermost first). */
   subgraphFetch(request: SubgraphRequest, send: SubgraphFetch): SubgraphFetch {
     let next = send;
-    for (const plugin of [...this.plugins].reverse()) {
-      const wrap = plugin.wrapSubgraphFetch?.bind(plugin);
-      if (!wrap) continue;
+    for (const plugin of this.#fetchWrappers) {
       const inner = next;
-      next = (init) => wrap(request, init, inner);
+      next = (init) => plugin.wrapSubgraphFetch!(request, init, inner);
     }
     return next;
   }
@@ -282,6 +282,8 @@ export class GatewayCore {
   }
 }
 
-function kindOf(document: DocumentNode, operationName: string | null): OperationDefinitionNode['operation'] | undefined {
-  return getOperationAST(document, operationName)?.operation;
+/** A result with the plugins' response extensions (e.g. the estimated cost) added, on any transport. */
+export function withResponseExtensions<T extends { extensions?: unknown }>(result: T, extensions: Record<string, unknown> | undefined): T {
+  if (!extensions || Object.keys(extensions).length === 0) return result;
+  return { ...result, extensions: { ...(result.extensions as Record<string, unknown> | undefined), ...extensions } };
 }

@@ -12,19 +12,13 @@
 import type { GraphQLDataSource, GraphQLDataSourceProcessOptions } from '@apollo/gateway';
 import type { GatewayGraphQLResponse } from '@apollo/server-gateway-interface';
 import { GraphQLError } from 'graphql';
+import { ErrorCode } from '../../platform/errors/index.ts';
 import { anonymous } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
 import type { GatewayContext } from '../context.ts';
 import type { GatewayCore } from './core.ts';
 import type { SubgraphRequest } from './plugin.ts';
-
-export const SubgraphErrorCode = {
-  /** The subgraph did not answer before the call's deadline. */
-  SUBGRAPH_TIMEOUT: 'SUBGRAPH_TIMEOUT',
-  /** The subgraph could not be reached, or answered with an HTTP error. */
-  SUBGRAPH_UNAVAILABLE: 'SUBGRAPH_UNAVAILABLE',
-} as const;
 
 export interface PluginDataSourceOptions {
   subgraph: string;
@@ -91,7 +85,7 @@ export class PluginDataSource implements GraphQLDataSource<GatewayContext> {
   #failure(error: unknown, why: 'timeout' | 'unreachable' | 'http', status?: number): GraphQLError {
     this.#log.warn('subgraph call failed', { subgraph: this.subgraph, why, ...(status ? { status } : {}), ...errorFields(error) });
     return why === 'timeout'
-      ? new GraphQLError('A service this request depends on did not answer in time: try again', { extensions: { code: SubgraphErrorCode.SUBGRAPH_TIMEOUT } })
-      : new GraphQLError('A service this request depends on is unavailable: try again', { extensions: { code: SubgraphErrorCode.SUBGRAPH_UNAVAILABLE } });
+      ? new GraphQLError('A service this request depends on did not answer in time: try again', { extensions: { code: ErrorCode.SUBGRAPH_TIMEOUT } })
+      : new GraphQLError('A service this request depends on is unavailable: try again', { extensions: { code: ErrorCode.SUBGRAPH_UNAVAILABLE } });
   }
 }

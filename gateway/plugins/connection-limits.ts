@@ -28,7 +28,7 @@ export interface ConnectionLimitsOptions {
   operationWindowSeconds?: number;
 }
 
-export function connectionLimits(options: ConnectionLimitsOptions = {}): GatewayPlugin & { openOf(caller: string): number } {
+export function connectionLimits(options: ConnectionLimitsOptions = {}): GatewayPlugin {
   const maxPerCaller = options.maxConnectionsPerCaller ?? 20;
   const maxSubscriptions = options.maxSubscriptionsPerConnection ?? 100;
   const open = new Map<string, number>();
@@ -41,7 +41,6 @@ export function connectionLimits(options: ConnectionLimitsOptions = {}): Gateway
   const openOf = (caller: string) => open.get(caller) ?? 0;
   return {
     name: 'connection-limits',
-    openOf,
     onConnection(connection) {
       if (connection.transport === 'http') return;
       const { caller } = connection;

@@ -11,6 +11,7 @@ import { intFromEnv } from '../../platform/config.ts';
 import {
   checkOperationLimits,
   defaultOperationLimits,
+  operationLimitsWith,
   parseWithLimits,
   type LimitViolation,
   type OperationLimits,
@@ -25,12 +26,7 @@ function refusalOf(violation: LimitViolation): GatewayRefusal {
 }
 
 function withDefaults(limits: Partial<OperationLimits>): OperationLimits {
-  const merged = { ...defaultOperationLimits, ...limits };
-  for (const [name, value] of Object.entries(merged)) {
-    // Fail at start-up, not on the first request: a limit of 0 or NaN would refuse everything.
-    if (!Number.isInteger(value) || value < 1) throw new Error(`operation limit ${name} must be a positive integer, got ${value}`);
-  }
-  return merged;
+  return operationLimitsWith(defaultOperationLimits, limits);
 }
 
 /**

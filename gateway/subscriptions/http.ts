@@ -20,7 +20,7 @@ import { ErrorCode } from '../../platform/errors/index.ts';
 import { timerAt, tokenExpiryOf } from '../authentication.ts';
 import type { AdmittedOperation } from '../pipeline/plugin.ts';
 import type { FederatedSubscriptions, SubscribeRequest } from './federated-subscriptions.ts';
-import { withResponseExtensions } from './websocket.ts';
+import { withResponseExtensions } from '../pipeline/core.ts';
 
 export interface HttpSubscriptionOptions {
   subscriptions: FederatedSubscriptions;

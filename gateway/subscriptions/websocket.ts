@@ -31,7 +31,7 @@ import type { Logger } from '../../platform/logging/logger.ts';
 import { logWebSocketErrors } from '../../platform/logging/socket-errors.ts';
 import { identityFromAuthorization, timerAt, tokenExpiryOf } from '../authentication.ts';
 import type { GatewayContext } from '../context.ts';
-import type { GatewayCore } from '../pipeline/core.ts';
+import { withResponseExtensions, type GatewayCore } from '../pipeline/core.ts';
 import type { ClientConnection } from '../pipeline/plugin.ts';
 import { GatewayRefusal, isRefusal } from '../pipeline/refusal.ts';
 import type { FederatedSubscriptions } from './federated-subscriptions.ts';
@@ -201,8 +201,3 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
   };
 }
 
-/** A result with the plugins' response extensions (e.g. the estimated cost) added. */
-export function withResponseExtensions<T extends { extensions?: unknown }>(result: T, extensions: Record<string, unknown> | undefined): T {
-  if (!extensions || Object.keys(extensions).length === 0) return result;
-  return { ...result, extensions: { ...(result.extensions as Record<string, unknown> | undefined), ...extensions } };
-}

@@ -87,6 +87,18 @@ export const subgraphOperationLimits: Readonly<OperationLimits> = Object.freeze(
   maxFields: 1_500,
 });
 
+/**
+ * `base` with `overrides` applied, each a positive integer: a limit of 0 or NaN would refuse
+ * everything, so it fails at start-up, not on the first request. `what` names the limits in the error.
+ */
+export function operationLimitsWith(base: Readonly<OperationLimits>, overrides: Partial<OperationLimits> = {}, what = 'operation limit'): OperationLimits {
+  const merged = { ...base, ...overrides };
+  for (const [name, value] of Object.entries(merged)) {
+    if (!Number.isInteger(value) || value < 1) throw new Error(`${what} ${name} must be a positive integer, got ${value}`);
+  }
+  return merged;
+}
+
 export type OperationLimitCode =
   | 'OPERATION_TOO_DEEP'
   | 'TOO_MANY_ALIASES'

@@ -10,7 +10,7 @@
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
 import { GraphQLError, type DocumentNode, type GraphQLSchema } from 'graphql';
 import { createCostModel, estimateCost, type CostModelOptions } from '../graphql/cost.ts';
-import { checkOperationLimits, parseWithLimits, subgraphOperationLimits, type LimitViolation, type OperationLimits } from '../graphql/operation-limits.ts';
+import { checkOperationLimits, operationLimitsWith, parseWithLimits, subgraphOperationLimits, type LimitViolation, type OperationLimits } from '../graphql/operation-limits.ts';
 
 export interface SubgraphAdmissionOptions {
   /** Limits of documents. @default subgraphOperationLimits */
@@ -31,14 +31,16 @@ export interface SubgraphAdmission {
   readonly limits: Readonly<OperationLimits>;
   /** Parses within `maxDocumentBytes` and `maxTokens`; a violation or a syntax error is returned as the error to answer. */
   parse(source: string): DocumentNode | GraphQLError;
-  /** The refusal of a parsed operation over a limit or the maximum cost, if any. */
-  check(document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | undefined): GraphQLError | undefined;
+  /** The refusal of a parsed operation over a structural limit, if any: before validation. */
+  checkLimits(document: DocumentNode, operationName: string | null | undefined): GraphQLError | undefined;
+  /** The refusal of a valid operation over the maximum cost, if any: after validation. */
+  checkCost(document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | undefined): GraphQLError | undefined;
   /**
    * The structural limits of a document's text, before validation (validating a fragment bomb
    * is itself the attack): the refusal, if any. Syntax errors are left to Apollo Server.
    */
   precheck(source: string, operationName: string | null | undefined): GraphQLError | undefined;
-  /** The same checks on HTTP, for the subgraph's Apollo Server. */
+  /** The cost check on HTTP, for the subgraph's Apollo Server (structure is `precheck`'s, before validation). */
   plugin<TContext extends BaseContext>(): ApolloServerPlugin<TContext>;
 }
 
@@ -49,10 +51,7 @@ function refusalOf(violation: LimitViolation): GraphQLError {
 }
 
 export function createSubgraphAdmission(schema: GraphQLSchema, options: SubgraphAdmissionOptions = {}): SubgraphAdmission {
-  const limits: OperationLimits = { ...subgraphOperationLimits, ...options.limits };
-  for (const [name, value] of Object.entries(limits)) {
-    if (!Number.isInteger(value) || value < 1) throw new Error(`subgraph operation limit ${name} must be a positive integer, got ${value}`);
-  }
+  const limits = operationLimitsWith(subgraphOperationLimits, options.limits, 'subgraph operation limit');
   const maxCost = options.maxCost ?? 100_000;
   if (!Number.isInteger(maxCost) || maxCost < 1) throw new Error(`subgraph maxCost must be a positive integer, got ${maxCost}`);
   const model = createCostModel(schema, options.costModel);
@@ -67,16 +66,12 @@ export function createSubgraphAdmission(schema: GraphQLSchema, options: Subgraph
     }
   };
 
-  const tooLarge = (source: string | undefined): GraphQLError | undefined => {
-    if (!source || source.length * 3 <= limits.maxDocumentBytes) return undefined;
-    const bytes = Buffer.byteLength(source, 'utf8');
-    if (bytes <= limits.maxDocumentBytes) return undefined;
-    return refusalOf({ code: 'DOCUMENT_TOO_LARGE', message: `The document is ${bytes.toLocaleString('en')} bytes long; the limit is ${limits.maxDocumentBytes.toLocaleString('en')}`, limit: limits.maxDocumentBytes, actual: bytes });
+  const limitsRefusal = (document: DocumentNode, operationName: string | null | undefined): GraphQLError | undefined => {
+    const violation = checkOperationLimits(document, operationName, limits);
+    return violation ? refusalOf(violation) : undefined;
   };
 
-  const check: SubgraphAdmission['check'] = (document, operationName, variables) => {
-    const violation = checkOperationLimits(document, operationName, limits);
-    if (violation) return refusalOf(violation);
+  const costRefusal = (document: DocumentNode, operationName: string | null | undefined, variables: Record<string, unknown> | undefined): GraphQLError | undefined => {
     const cost = estimateCost(model, document, operationName, variables ?? {});
     if (cost > maxCost) {
       return new GraphQLError(`The operation's estimated cost is ${cost.toLocaleString('en')}, above this service's limit of ${maxCost.toLocaleString('en')}`, {
@@ -89,24 +84,24 @@ export function createSubgraphAdmission(schema: GraphQLSchema, options: Subgraph
   const precheck: SubgraphAdmission['precheck'] = (source, operationName) => {
     const parsed = parse(source);
     if (parsed instanceof GraphQLError) return parsed.extensions?.code ? parsed : undefined;
-    const violation = checkOperationLimits(parsed, operationName, limits);
-    return violation ? refusalOf(violation) : undefined;
+    return limitsRefusal(parsed, operationName);
   };
 
   return {
     limits,
     parse,
-    check,
+    checkLimits: limitsRefusal,
+    checkCost: costRefusal,
     precheck,
     plugin<TContext extends BaseContext>(): ApolloServerPlugin<TContext> {
       return {
         async requestDidStart() {
           return {
-            // Apollo Server parses with `parseOptions.maxTokens` (a longer document fails as
-            // TOO_MANY_TOKENS, see refusals.ts), within the HTTP body limit; the rest is checked
-            // here, after parsing and validation, before anything runs.
-            async didResolveOperation({ source, document, operationName, request }) {
-              const refusal = tooLarge(source) ?? check(document, operationName, request.variables);
+            // Size, tokens and structure were checked before Apollo Server parsed the document
+            // (`precheck`, from the HTTP server's intercept); the cost needs the variables and a
+            // valid document: here, after validation, before anything runs.
+            async didResolveOperation({ document, operationName, request }) {
+              const refusal = costRefusal(document, operationName, request.variables);
               if (refusal) throw refusal;
             },
           };

@@ -107,10 +107,12 @@ export function attachSubscriptions<TContext extends RequestScope>(options: Subs
         if (operation && operation.operation !== 'subscription') {
           return [new GraphQLError(`Only subscriptions are served over this socket: send ${operation.operation === 'mutation' ? 'mutations' : 'queries'} over HTTP`, { extensions: { code: ErrorCode.BAD_REQUEST } })];
         }
-        const refused = admission.check(document, payload.operationName, payload.variables ?? undefined);
-        if (refused) return [refused];
+        const overLimit = admission.checkLimits(document, payload.operationName);
+        if (overLimit) return [overLimit];
         const errors = validate(options.schema, document);
         if (errors.length > 0) return errors;
+        const tooCostly = admission.checkCost(document, payload.operationName, payload.variables ?? undefined);
+        if (tooCostly) return [tooCostly];
         extra.expiries.set(id, verified.expiresAt);
         const requestId = `${extra.connectionId}:${id}`;
         return {

@@ -57,7 +57,7 @@ import { seedDemoData } from '../demo/seed.ts';
 import * as payload from './abuse-payloads.ts';
 import type { CanaryCommand, CanaryWindow } from './abuse-canary.ts';
 import { deleteStreams } from './platform.ts';
-import { freePort, IpcWorker, repoRoot, residentMemoryOf, ServiceProcess } from './processes.ts';
+import { freePort, IpcWorker, repoRoot, residentMemoryOf, ServiceProcess, startGatewayProcess } from './processes.ts';
 import { benchNatsUrl, benchServerUrl, machineLine, sleep, summarize, Cleanups } from './support.ts';
 
 /** The issue's goals. */
@@ -144,33 +144,21 @@ async function startAbusePlatform(cleanups: Cleanups): Promise<Platform> {
   cleanups.add('stopping the catalog subgraph', () => catalog.stop());
   urls.catalog = `http://127.0.0.1:${catalogPort}/graphql`;
 
-  const gatewayPort = await freePort();
-  const gateway = await ServiceProcess.start({
-    name: 'gateway',
-    module: `${repoRoot}gateway/main.ts`,
-    args: [
-      '--supergraph',
-      `${repoRoot}schema/supergraph.graphql`,
-      '--port',
-      String(gatewayPort),
-      '--host',
-      '127.0.0.1',
-      ...contextNames.flatMap((name) => ['--subgraph-url', `${name}=${urls[name]}`]),
-    ],
+  const { gateway, httpUrl, wsUrl } = await startGatewayProcess({
+    subgraphUrls: urls,
     execArgv: tsxLoader,
     env: {
       ...childEnv,
       AUTH_TOKEN_PUBLIC_KEY: await exportSPKI(authToken.publicKey),
       GATEWAY_IDENTITY_PRIVATE_KEY: await exportPKCS8(gatewayIdentity.privateKey),
     },
-    healthUrl: `http://127.0.0.1:${gatewayPort}/health`,
   });
   cleanups.add('stopping the gateway', () => gateway.stop());
   return {
     gateway,
     catalog,
-    httpUrl: `http://127.0.0.1:${gatewayPort}/graphql`,
-    wsUrl: `ws://127.0.0.1:${gatewayPort}/graphql`,
+    httpUrl,
+    wsUrl,
     tokenFor: (customerId) => issueCustomerToken(authToken.privateKey, { customerId, roles: ['customer'] }, 3600),
   };
 }

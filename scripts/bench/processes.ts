@@ -252,3 +252,32 @@ export class IpcWorker<Command, Name extends string = string> {
     clearTimeout(timer);
   }
 }
+
+/**
+ * `gateway/main.ts` as a process of its own, on a free port, in front of the given subgraph URLs,
+ * once its /health answers.
+ */
+export async function startGatewayProcess(options: {
+  subgraphUrls: Record<string, string>;
+  execArgv: string[];
+  env: NodeJS.ProcessEnv;
+}): Promise<{ gateway: ServiceProcess; port: number; httpUrl: string; wsUrl: string }> {
+  const port = await freePort();
+  const gateway = await ServiceProcess.start({
+    name: 'gateway',
+    module: `${repoRoot}gateway/main.ts`,
+    args: [
+      '--supergraph',
+      `${repoRoot}schema/supergraph.graphql`,
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      ...Object.entries(options.subgraphUrls).flatMap(([name, url]) => ['--subgraph-url', `${name}=${url}`]),
+    ],
+    execArgv: options.execArgv,
+    env: options.env,
+    healthUrl: `http://127.0.0.1:${port}/health`,
+  });
+  return { gateway, port, httpUrl: `http://127.0.0.1:${port}/graphql`, wsUrl: `ws://127.0.0.1:${port}/graphql` };
+}

@@ -79,7 +79,7 @@ import { startShippingSubgraph } from '../../subgraphs/shipping/subgraph.ts';
 import { demoProducts } from '../demo/data.ts';
 import { seedDemoData } from '../demo/seed.ts';
 import { deleteStreams } from './platform.ts';
-import { cpuMsOf, establishedConnectionsOf, freePort, IpcWorker, machineCpuTimes, memoryProbe, repoRoot, ServiceProcess, type JsMemory } from './processes.ts';
+import { cpuMsOf, establishedConnectionsOf, freePort, IpcWorker, machineCpuTimes, memoryProbe, repoRoot, ServiceProcess, startGatewayProcess, type JsMemory } from './processes.ts';
 import type { ClientsCommand, CollectResult, CountResult, ListenerCommand, OpenResult, SubscriberSpec } from './subscription-clients.ts';
 import { benchNatsUrl, benchServerUrl, machineLine, printTable, sleep, summarize, Cleanups } from './support.ts';
 
@@ -234,20 +234,9 @@ async function startSplitPlatform(options: Options, cleanups: Cleanups): Promise
   return platform;
 }
 
-async function startGatewayProcess(platform: Platform, options: Options, maxConnectionsPerCaller: number): Promise<{ gateway: ServiceProcess; port: number; wsUrl: string }> {
-  const port = await freePort();
-  const gateway = await ServiceProcess.start({
-    name: 'gateway',
-    module: `${repoRoot}gateway/main.ts`,
-    args: [
-      '--supergraph',
-      `${repoRoot}schema/supergraph.graphql`,
-      '--port',
-      String(port),
-      '--host',
-      '127.0.0.1',
-      ...contextNames.flatMap((name) => ['--subgraph-url', `${name}=${platform.subgraphUrls[name]}`]),
-    ],
+async function startBenchGateway(platform: Platform, options: Options, maxConnectionsPerCaller: number): Promise<{ gateway: ServiceProcess; port: number; wsUrl: string }> {
+  return startGatewayProcess({
+    subgraphUrls: platform.subgraphUrls,
     execArgv: serviceExecArgv(options),
     env: {
       ...process.env,
@@ -257,9 +246,7 @@ async function startGatewayProcess(platform: Platform, options: Options, maxConn
       GATEWAY_IDENTITY_PRIVATE_KEY: platform.keys.gatewayIdentityPrivate,
       GATEWAY_MAX_CONNECTIONS_PER_CALLER: String(maxConnectionsPerCaller),
     },
-    healthUrl: `http://127.0.0.1:${port}/health`,
   });
-  return { gateway, port, wsUrl: `ws://127.0.0.1:${port}/graphql` };
 }
 
 // ── requests straight to the subgraphs, signed as the gateway signs them ─────────────────────
@@ -506,10 +493,10 @@ async function measureRun(platform: Platform, run: Run, orders: BenchOrder[], wa
   // Fresh processes for each run: their memory and CPU are this run's alone.
   await platform.restartOrders();
   const clients = new ClientWorkers(options.workers);
-  let gateway: Awaited<ReturnType<typeof startGatewayProcess>> | undefined;
+  let gateway: Awaited<ReturnType<typeof startBenchGateway>> | undefined;
   try {
     const identities = identitiesFor(platform, run.sharing);
-    const url = run.path === 'gateway' ? (gateway = await startGatewayProcess(platform, options, Math.max(20, run.subscribers + 10))).wsUrl : platform.subgraphUrls.orders.replace(/^http/, 'ws');
+    const url = run.path === 'gateway' ? (gateway = await startBenchGateway(platform, options, Math.max(20, run.subscribers + 10))).wsUrl : platform.subgraphUrls.orders.replace(/^http/, 'ws');
     const serving = gateway?.gateway ?? platform.orders;
     const cpu = async () => ({ gateway: (await gateway?.gateway.cpuMs()) ?? 0, orders: (await platform.orders.cpuMs())! });
 
