@@ -26,6 +26,11 @@ export const ErrorCode = {
   SUBSCRIBER_TOO_SLOW: 'SUBSCRIBER_TOO_SLOW',
   /** A caller holds as many subscription connections (WebSockets and HTTP streams) as allowed. */
   TOO_MANY_CONNECTIONS: 'TOO_MANY_CONNECTIONS',
+  /**
+   * The service is at capacity (database pool exhausted, load shed by a bulkhead): nothing was
+   * written, try again after `Retry-After`. HTTP 503.
+   */
+  SERVICE_OVERLOADED: 'SERVICE_OVERLOADED',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -47,6 +52,7 @@ export const clientErrorCodes: ReadonlySet<string> = new Set([
   ErrorCode.TOO_MANY_SUBSCRIPTIONS,
   ErrorCode.SUBSCRIBER_TOO_SLOW,
   ErrorCode.TOO_MANY_CONNECTIONS,
+  ErrorCode.SERVICE_OVERLOADED,
   // Produced by graphql-js / Apollo Server for malformed operations; safe to show.
   'GRAPHQL_PARSE_FAILED',
   'GRAPHQL_VALIDATION_FAILED',
