@@ -97,7 +97,7 @@ describe('docker-compose.yml', () => {
     expect(compose).not.toHaveProperty('version');
   });
 
-  it('every bounded context runs as its own service with a health check', () => {
+  it('every bounded context runs as its own service whose health check is its readiness (database and bus)', () => {
     for (const { name, port } of contexts) {
       const s = service(name);
       expect(buildsFromRepository(s), `${name} is built from the repository`).toBe(true);
@@ -111,7 +111,7 @@ describe('docker-compose.yml', () => {
       expect(env.NATS_URL).toMatch(/^nats:\/\/nats:4222$/);
 
       expect(words(s.healthcheck?.test), `${name} health check`).toMatch(
-        new RegExp(`https?://(localhost|127\\.0\\.0\\.1):${port}/health\\b`),
+        new RegExp(`https?://(localhost|127\\.0\\.0\\.1):${port}/ready\\b`),
       );
       expect(dependencyConditions(s), `${name} waits for its database and its keys`).toMatchObject({
         postgres: 'service_healthy',
@@ -133,7 +133,7 @@ describe('docker-compose.yml', () => {
       );
     }
     expect(words(gateway.command)).toContain('gateway/main.ts');
-    expect(words(gateway.healthcheck?.test)).toMatch(/:4000\/health\b/);
+    expect(words(gateway.healthcheck?.test), 'the gateway is healthy when it is ready to serve').toMatch(/:4000\/ready\b/);
     expect(gateway.ports?.map(String)).toContain('4000:4000');
   });
 
