@@ -4,7 +4,9 @@
  * - Creates each context's database, applies its migrations, seeds the demo data (once; in
  *   development by default, in production only when asked, never with published passwords:
  *   scripts/demo/settings.ts).
- * - Starts every subgraph as its own process, then the gateway, and prints the Sandbox URL.
+ * - Starts every subgraph as its own process, then the gateway, and prints the Sandbox URL. A
+ *   service that fails while the platform starts fails the start; one that exits later is
+ *   restarted with back-off (platform/process/supervisor.ts, docs/decisions/0014).
  * - Ctrl-C stops the gateway, the subgraphs and the embedded PostgreSQL, in that order.
  */
 import { resolve } from 'node:path';
@@ -15,7 +17,7 @@ import { startEmbeddedPostgres, type RunningPostgres } from '../platform/databas
 import { applyMigrations, migrationsDirOf } from '../platform/database/migrations.ts';
 import { ensureDatabase, redact } from '../platform/database/provision.ts';
 import { Supervisor } from '../platform/process/supervisor.ts';
-import { removeRuntimeFile, writeRuntimeFile } from '../platform/runtime-file.ts';
+import { removeRuntimeFile, writeRuntimeFile, type PlatformRuntime } from '../platform/runtime-file.ts';
 import { demoUsers } from './demo/data.ts';
 import { seedDemoData } from './demo/seed.ts';
 import { demoSeeding } from './demo/settings.ts';
@@ -33,7 +35,7 @@ interface Databases {
 }
 
 /** Each context's database URL; an embedded server when nothing is configured. */
-async function databases(): Promise<Databases> {
+async function databases(onPostgresStatus: (line: string) => void): Promise<Databases> {
   const configured = contexts.map(({ name }) => [name, databaseUrlFor(name)] as const);
   const missing = configured.filter(([, url]) => !url).map(([name]) => name);
   if (missing.length === 0) return { urls: Object.fromEntries(configured) as Record<ContextName, string>, ...(process.env.DATABASE_URL ? { serverUrl: process.env.DATABASE_URL } : {}) };
@@ -42,7 +44,7 @@ async function databases(): Promise<Databases> {
   }
   const port = intFromEnv('EMBEDDED_POSTGRES_PORT', 54329);
   say(`No DATABASE_URL set: starting embedded PostgreSQL on 127.0.0.1:${port} (data in ${resolve(dataDir, 'postgres')})`);
-  const embedded = await startEmbeddedPostgres({ dataDir: resolve(dataDir, 'postgres'), port });
+  const embedded = await startEmbeddedPostgres({ dataDir: resolve(dataDir, 'postgres'), port, onStatus: onPostgresStatus });
   const serverUrl = new URL(embedded.url);
   serverUrl.pathname = '/commerce';
   const urls = Object.fromEntries(contexts.map(({ name }) => [name, deriveDatabaseUrl(serverUrl.toString(), name)])) as Record<ContextName, string>;
@@ -76,30 +78,41 @@ function keyEnv(): Record<string, string> {
 
 async function main(): Promise<void> {
   let embedded: RunningPostgres | undefined;
+  let runtime: PlatformRuntime | undefined;
   let shuttingDown = false;
-  const supervisor = new Supervisor(say, (name, code) => {
-    say(`${name} exited unexpectedly (code ${code}): stopping the platform`);
-    void shutdown(1);
-  });
+  const supervisor = new Supervisor({ write: say, onChange: () => publishRuntime() });
+  // Kept current on every restart: tools (the chaos benchmark) find each process's pid there.
+  const publishRuntime = () => {
+    if (!runtime || shuttingDown) return;
+    const postgres = embedded ? { postgres: { pid: embedded.pid, port: Number(new URL(embedded.url).port), restarts: embedded.restarts } } : {};
+    writeRuntimeFile(dataDir, { ...runtime, ...postgres, services: supervisor.status() });
+  };
   const shutdown = async (exitCode: number) => {
     if (shuttingDown) return;
     shuttingDown = true;
     say('Stopping…');
+    // The gateway first, then the subgraphs, then the database they were using.
     await supervisor.stopAll();
     removeRuntimeFile(dataDir);
-    await embedded?.stop().catch(() => {});
+    if (embedded) {
+      await embedded.stop().catch((error: unknown) => say(`The embedded PostgreSQL did not stop cleanly: ${(error as Error).message}`));
+      say('PostgreSQL stopped');
+    }
     say('Stopped.');
     process.exit(exitCode);
   };
   // `on`, not `once`: Ctrl-C can arrive twice (from the terminal and relayed by a wrapper); a second
-  // signal with no listener would kill us halfway through stopping.
-  process.on('SIGINT', () => void shutdown(0));
-  process.on('SIGTERM', () => void shutdown(0));
+  // signal with no listener would kill us halfway through stopping. A closed terminal (SIGHUP)
+  // stops the platform the same way, rather than leaving the services to notice we are gone.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void shutdown(0));
 
   try {
     // Before anything starts: a production start without the admin password fails at once.
     const seeding = demoSeeding();
-    const db = await databases();
+    const db = await databases((line) => {
+      say(line);
+      publishRuntime();
+    });
     embedded = db.embedded;
     for (const { name } of contexts) {
       await ensureDatabase(db.urls[name]);
@@ -116,7 +129,8 @@ async function main(): Promise<void> {
     const keys = keyEnv();
     const { env: busEnv, description: busDescription } = eventBus(db);
     say(`Event bus: ${busDescription}`);
-    writeRuntimeFile(dataDir, { databaseUrls: db.urls, eventBusEnv: busEnv });
+    runtime = { databaseUrls: db.urls, eventBusEnv: busEnv, supervisorPid: process.pid };
+    publishRuntime();
     const subgraphUrlFlags: string[] = [];
     for (const { name } of contexts) {
       const port = intFromEnv(`${name.toUpperCase()}_PORT`, defaultPortOf(name));
@@ -125,6 +139,7 @@ async function main(): Promise<void> {
         args: ['--import', 'tsx', resolve(root, `subgraphs/${name}/main.ts`)],
         env: { ...process.env, ...keys, ...busEnv, PORT: String(port), HOST: '127.0.0.1', [`${name.toUpperCase()}_DATABASE_URL`]: db.urls[name], MIGRATE_ON_START: 'false' },
         healthUrl: `http://127.0.0.1:${port}/health`,
+        port,
       });
       subgraphUrlFlags.push('--subgraph-url', `${name}=http://127.0.0.1:${port}/graphql`);
     }
@@ -134,7 +149,10 @@ async function main(): Promise<void> {
       args: ['--import', 'tsx', resolve(root, 'gateway/main.ts'), '--supergraph', resolve(root, 'schema/supergraph.graphql'), '--port', String(gatewayPort), ...subgraphUrlFlags],
       env: { ...process.env, ...keys },
       healthUrl: `http://127.0.0.1:${gatewayPort}/health`,
+      port: gatewayPort,
     });
+    // From here on a service that exits is restarted; until here it was a start failure.
+    supervisor.supervise();
     say('');
     say('The commerce supergraph is running.');
     say(`  Apollo Sandbox:  http://localhost:${gatewayPort}/graphql`);
@@ -148,7 +166,8 @@ async function main(): Promise<void> {
     say('  Event backbone:  npm run events -- status');
     say('Press Ctrl-C to stop.');
   } catch (error) {
-    say(`Could not start: ${(error as Error).message}`);
+    // A Ctrl-C while starting is already stopping everything: that is no start failure to report.
+    if (!shuttingDown) say(`Could not start: ${(error as Error).message}`);
     await shutdown(1);
   }
 }

@@ -5,9 +5,16 @@ import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, inject, it } from 'vitest';
 import { withDatabase } from '../platform/config.ts';
 import { contextNames, type ContextName } from '../platform/contexts.ts';
+import { readRuntimeFile } from '../platform/runtime-file.ts';
 import { demoCategories, demoProducts, demoUsers } from '../scripts/demo/data.ts';
 import { graphql } from './support/graphql.ts';
 import { freePort, isListening, startProcess, type TestProcess } from './support/processes.ts';
+
+/**
+ * Seven processes started one after the other, each loading tsx and its Prisma client: ~40 s on an
+ * idle machine, several minutes when a handful of test runs share its two cores.
+ */
+const platformStartMs = 240_000;
 
 /** A free port for the gateway, the embedded PostgreSQL and every context. */
 type Ports = Record<'gateway' | 'postgres' | ContextName, number>;
@@ -72,7 +79,18 @@ async function expectCleanStop(started: TestProcess): Promise<void> {
   await started.exited;
   expect(started.child.exitCode === 0 || started.child.signalCode === 'SIGINT').toBe(true);
   expect(started.output()).toContain('Stopped.');
-  expect(started.output()).not.toMatch(/exited unexpectedly/);
+  expect(started.output()).not.toMatch(/Could not start|keeps crashing|did not stop/);
+}
+
+/**
+ * Ctrl-C's stop as the supervisor reports it: the gateway, then every subgraph, then PostgreSQL
+ * (when it started one), each after the one before had stopped; and no service complained.
+ */
+function expectOrderlyStop(output: string, { embedded }: { embedded: boolean }): void {
+  const afterStop = output.slice(output.indexOf('Stopping…')).split('\n');
+  const stopped = afterStop.map((line) => (line === 'PostgreSQL stopped' ? 'PostgreSQL' : /^(\w+) stopped \(/.exec(line)?.[1])).filter(Boolean);
+  expect(stopped).toEqual(['gateway', ...[...contextNames].reverse(), ...(embedded ? ['PostgreSQL'] : [])]);
+  expect(afterStop.filter((line) => /"level":"(error|warn)"|error|terminat/i.test(line))).toEqual([]);
 }
 
 async function expectAllStopped(ports: Ports): Promise<void> {
@@ -105,13 +123,13 @@ describe('npm start', () => {
     expect(readdirSync(tmpdir()).filter((name) => name.startsWith(dataDirPrefix)), 'data folders left behind').toEqual([]);
   });
 
-  it('runs the platform on an embedded PostgreSQL with demo data, stops on Ctrl-C, and reuses the data on the next start', { timeout: 240_000 }, async () => {
+  it('runs the platform on an embedded PostgreSQL with demo data, stops on Ctrl-C, and reuses the data on the next start', { timeout: 2 * platformStartMs + 120_000 }, async () => {
     const dataDir = newDataDir();
     const ports = await freePorts();
 
     const first = npmStart(ports, { DATA_DIR: dataDir });
     running.push(first);
-    expect(await first.waitForOutput(/Apollo Sandbox:/, 120_000)).toContain(`http://localhost:${ports.gateway}/graphql`);
+    expect(await first.waitForOutput(/Apollo Sandbox:/, platformStartMs)).toContain(`http://localhost:${ports.gateway}/graphql`);
     expect(first.output()).toContain('starting embedded PostgreSQL');
     expect(await productCount(ports)).toBeGreaterThanOrEqual(50);
     const signIn = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
@@ -152,11 +170,12 @@ describe('npm start', () => {
 
     first.signalGroup('SIGINT');
     await expectCleanStop(first);
+    expectOrderlyStop(first.output(), { embedded: true });
     await expectAllStopped(ports);
 
     const second = npmStart(ports, { DATA_DIR: dataDir });
     running.push(second);
-    await second.waitForOutput(/Apollo Sandbox:/, 120_000);
+    await second.waitForOutput(/Apollo Sandbox:/, platformStartMs);
     expect(second.output()).toMatch(/Demo data: 0 products, 0 categories, 0 users added/);
     expect(second.output()).toMatch(/accounts: database .*, up to date/);
     // The 60 demo products, not seeded twice, and the one created above, kept.
@@ -166,20 +185,64 @@ describe('npm start', () => {
     await expectAllStopped(ports);
   });
 
-  it('uses the configured PostgreSQL server when DATABASE_URL is set', { timeout: 180_000 }, async () => {
+  it('uses the configured PostgreSQL server when DATABASE_URL is set', { timeout: platformStartMs + 120_000 }, async () => {
     const ports = await freePorts();
     const databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_start`);
     const platform = npmStart(ports, { DATABASE_URL: databaseUrl, DATA_DIR: newDataDir() });
     running.push(platform);
-    await platform.waitForOutput(/Apollo Sandbox:/, 120_000);
+    await platform.waitForOutput(/Apollo Sandbox:/, platformStartMs);
     expect(platform.output()).not.toContain('embedded PostgreSQL');
     expect(platform.output()).toContain(`/${inject('runPrefix')}_start_catalog`);
     expect(await productCount(ports)).toBe(60);
     platform.signalGroup('SIGINT');
     await expectCleanStop(platform);
+    expectOrderlyStop(platform.output(), { embedded: false });
   });
 
-  it('puts the PostgreSQL queue on the first context’s server, and says so, when only the six <CONTEXT>_DATABASE_URL are set', { timeout: 180_000 }, async () => {
+  it('restarts a subgraph killed while the platform serves queries, says so, and leaves the other processes alone', { timeout: platformStartMs + 120_000 }, async () => {
+    const ports = await freePorts();
+    const dataDir = newDataDir();
+    const databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_startkill`);
+    const platform = npmStart(ports, { DATABASE_URL: databaseUrl, DATA_DIR: dataDir });
+    running.push(platform);
+    await platform.waitForOutput(/Apollo Sandbox:/, platformStartMs);
+    const before = readRuntimeFile(dataDir)!.services!;
+    expect(Object.keys(before).sort()).toEqual([...contextNames, 'gateway'].sort());
+
+    // Clients keep asking the whole time; a product list needs the catalog.
+    const answers: ('ok' | 'failed')[] = [];
+    let querying = true;
+    const clients = (async () => {
+      while (querying) {
+        const response = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, { query: '{ products { totalCount } }' }).catch(() => undefined);
+        answers.push(response?.data?.products?.totalCount === 60 ? 'ok' : 'failed');
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    })();
+    await waitUntil(async () => answers.includes('ok'));
+
+    process.kill(before.catalog!.pid!, 'SIGKILL');
+
+    expect(await platform.waitForOutput(/^catalog exited/)).toBe('catalog exited (signal SIGKILL); restarting in 0.25 s (restart 1)');
+    await platform.waitForOutput(/^catalog is back \(healthy after/, 120_000);
+    const answered = answers.length;
+    await waitUntil(async () => answers.slice(answered).includes('ok'), 60_000);
+    querying = false;
+    await clients;
+
+    const after = readRuntimeFile(dataDir)!.services!;
+    expect(after.catalog).toEqual({ pid: expect.any(Number), port: ports.catalog, restarts: 1 });
+    expect(after.catalog!.pid).not.toBe(before.catalog!.pid);
+    for (const name of ['gateway', ...contextNames.filter((name) => name !== 'catalog')]) expect(after[name], name).toEqual(before[name]);
+    // Only the catalog went down, once.
+    expect(platform.output().match(/restarting in/g)).toHaveLength(1);
+    platform.signalGroup('SIGINT');
+    await expectCleanStop(platform);
+    expectOrderlyStop(platform.output(), { embedded: false });
+    await expectAllStopped(ports);
+  });
+
+  it('puts the PostgreSQL queue on the first context’s server, and says so, when only the six <CONTEXT>_DATABASE_URL are set', { timeout: platformStartMs + 120_000 }, async () => {
     const ports = await freePorts();
     const prefix = `${inject('runPrefix')}_startown`;
     const ownUrls = Object.fromEntries(contextNames.map((name) => [`${name.toUpperCase()}_DATABASE_URL`, withDatabase(inject('testServerUrl'), `${prefix}_${name}`)]));
@@ -187,7 +250,7 @@ describe('npm start', () => {
     running.push(platform);
 
     const busLine = await platform.waitForOutput(/Event bus:/, 120_000);
-    await platform.waitForOutput(/Apollo Sandbox:/, 120_000);
+    await platform.waitForOutput(/Apollo Sandbox:/, platformStartMs);
 
     expect(busLine).toContain(`PostgreSQL queue in postgres://`);
     expect(busLine).toContain(`/${prefix}_events`);
@@ -198,7 +261,7 @@ describe('npm start', () => {
     await expectCleanStop(platform);
   });
 
-  it('stops everything it started and exits 1 when a service cannot start', { timeout: 180_000 }, async () => {
+  it('stops everything it started and exits 1 when a service cannot start', { timeout: platformStartMs + 120_000 }, async () => {
     const ports = await freePorts();
     const blocker: Server = createServer();
     await new Promise<void>((resolve) => blocker.listen(ports.catalog, '127.0.0.1', resolve));
