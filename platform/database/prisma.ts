@@ -9,6 +9,8 @@
  */
 import { PrismaPg } from '@prisma/adapter-pg';
 import { intFromEnv } from '../config.ts';
+import { createLogger } from '../logging/logger.ts';
+import { createPool } from './pool.ts';
 
 /** Connections per context's Prisma client: `DATABASE_POOL_SIZE`, default 10. */
 export function defaultPoolSize(): number {
@@ -26,20 +28,57 @@ export function defaultStatementTimeoutMs(): number {
   return configured;
 }
 
+/**
+ * How long a statement waits for a connection of a context's pool (one to come free, or a new one
+ * to open) before it fails, and its request gets SERVICE_OVERLOADED instead of waiting on
+ * (docs/decisions/0016): `DATABASE_CONNECTION_WAIT_MS`, default 3000. Below the gateway's
+ * per-attempt subgraph timeout (5 s), so the client hears "try again" rather than a timeout.
+ */
+export function defaultConnectionWaitMs(): number {
+  const configured = intFromEnv('DATABASE_CONNECTION_WAIT_MS', 3_000);
+  if (configured <= 0) throw new Error(`DATABASE_CONNECTION_WAIT_MS must be a positive number of milliseconds, got ${configured}`);
+  return configured;
+}
+
 export interface PrismaClientTuning {
   /** Connections of the pool. @default DATABASE_POOL_SIZE, else 10 */
   poolSize?: number;
   /** PostgreSQL `statement_timeout` of every connection, in ms; 0 is none. @default DATABASE_STATEMENT_TIMEOUT_MS, else 5_000 */
   statementTimeoutMs?: number;
+  /** Longest wait for a connection of the pool, in ms. @default DATABASE_CONNECTION_WAIT_MS, else 3_000 */
+  connectionWaitMs?: number;
 }
 
 export function prismaClientOptions(databaseUrl: string, tuning: number | PrismaClientTuning = {}) {
-  const { poolSize = defaultPoolSize(), statementTimeoutMs = defaultStatementTimeoutMs() } = typeof tuning === 'number' ? { poolSize: tuning } : tuning;
+  const { poolSize = defaultPoolSize(), statementTimeoutMs = defaultStatementTimeoutMs(), connectionWaitMs = defaultConnectionWaitMs() } = typeof tuning === 'number' ? { poolSize: tuning } : tuning;
   return {
     // node-postgres sends `statement_timeout` as a startup parameter of each connection.
-    adapter: new PrismaPg({ connectionString: databaseUrl, max: poolSize, ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}) }),
+    // Our own pool (pool.ts): every connection keeps an 'error' listener for life, so a restarted or
+    // failed-over server never ends the process; the adapter ends the pool on $disconnect.
+    adapter: new PrismaPg(
+      createPool({
+        connectionString: databaseUrl,
+        max: poolSize,
+        // connectionTimeoutMillis bounds the wait for a pooled connection (without it: forever).
+        connectionTimeoutMillis: connectionWaitMs,
+        ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+        logger: createLogger(`database.${databaseNameOf(databaseUrl)}`),
+      }),
+      { disposeExternalPool: true },
+    ),
+    // An interactive transaction waits as long for its connection as a statement does: past it, P2028, SERVICE_OVERLOADED.
+    transactionOptions: { maxWait: connectionWaitMs },
     log: [{ emit: 'event' as const, level: 'query' as const }],
   };
+}
+
+/** Names the pool's logger: `database.<name>`. */
+function databaseNameOf(databaseUrl: string): string {
+  try {
+    return decodeURIComponent(new URL(databaseUrl).pathname.slice(1)) || 'postgres';
+  } catch {
+    return 'postgres';
+  }
 }
 
 /** PostgreSQL's `query_canceled`: what a statement cancelled by `statement_timeout` fails with. */

@@ -14,8 +14,10 @@
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import { withPooledTransaction } from '../../database/transaction.ts';
+import { withPooledClient, withPooledTransaction } from '../../database/transaction.ts';
 import PgBoss from 'pg-boss';
+import { OutageLog } from '../../database/outage.ts';
+import { createPool } from '../../database/pool.ts';
 import { redact } from '../../database/provision.ts';
 import { createLogger, errorFields, type Logger } from '../../logging/logger.ts';
 import type { EventEnvelope } from '../envelope.ts';
@@ -66,8 +68,7 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
   if (!Number.isInteger(retentionDays) || !Number.isInteger(poolSize)) throw new Error('createPostgresQueueBus: retentionDays and poolSize must be integers');
   if (handlerTimeoutMs < 1_000 || duplicateWindowMs < 1_000) throw new Error('createPostgresQueueBus: handlerTimeoutMs and duplicateWindowMs must be at least 1_000');
 
-  const pool = new pg.Pool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 5_000, application_name: 'event-bus' });
-  pool.on('error', (error) => logger.warn('idle PostgreSQL connection lost', errorFields(error)));
+  const pool = createPool({ connectionString: databaseUrl, max: poolSize, connectionTimeoutMillis: 5_000, application_name: 'event-bus', logger, lostMessage: 'idle PostgreSQL connection lost' });
   const db = { executeSql: (text: string, values?: unknown[]) => pool.query(text, values) };
   const boss = new PgBoss({
     db, schema, schedule: false, supervise: true, migrate: true,
@@ -83,15 +84,15 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
    * lock: two processes declaring the same new consumer at once deadlock (40P01). A session
    * advisory lock on one of our connections serialises every queue change across processes.
    */
-  async function serializeQueueChanges<T>(work: () => Promise<T>): Promise<T> {
-    const client = await pool.connect();
-    try {
+  function serializeQueueChanges<T>(work: () => Promise<T>): Promise<T> {
+    return withPooledClient(pool, async (client) => {
       await client.query('SELECT pg_advisory_lock($1)', [queueChangesLock]);
-      return await work();
-    } finally {
-      await client.query('SELECT pg_advisory_unlock($1)', [queueChangesLock]).catch(() => {});
-      client.release();
-    }
+      try {
+        return await work();
+      } finally {
+        await client.query('SELECT pg_advisory_unlock($1)', [queueChangesLock]).catch(() => {});
+      }
+    });
   }
 
   try {
@@ -108,7 +109,7 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
   const channel = `${schema}_event_bus`;
   const wakers = new Map<string, Set<() => void>>();
   const wake = (queue: string) => wakers.get(queue)?.forEach((resolve) => resolve());
-  const listener = listenForNotifications(databaseUrl, channel, logger, (payload) => payload.split(',').forEach(wake), () => [...wakers.keys()].forEach(wake));
+  const listener = listenForNotifications(databaseUrl, channel, new OutageLog({ logger, failure: 'LISTEN connection lost; consumers poll meanwhile', recovery: 'LISTEN connection back' }), (payload) => payload.split(',').forEach(wake), () => [...wakers.keys()].forEach(wake));
   await listener.ready;
   const notify = (queues: string[]) => pool.query('SELECT pg_notify($1, $2)', [channel, queues.join(',')]).catch((error) => logger.warn('notify failed', errorFields(error)));
   const subscriptions = new Set<Subscription>();
@@ -129,21 +130,26 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
   }
 
   /**
-   * Acknowledges a handled job, retrying while the database is unreachable: left `active`, the
-   * job would wait for pg-boss's expiry (minutes) and then be delivered again for nothing.
+   * Records a delivery's outcome (acknowledged, or failed for a retry), retrying while the database
+   * is unreachable (restarting, a connection terminated): left `active`, the job would wait for
+   * pg-boss's expiry and then be delivered again for nothing, or before its back-off is over.
    */
-  async function acknowledge(queue: string, jobId: string): Promise<void> {
+  const settlements = new OutageLog({ logger, failure: 'recording a delivery failed, retrying', recovery: 'recording deliveries again' });
+  async function settle(queue: string, jobId: string, record: () => Promise<unknown>): Promise<void> {
     const deadline = Date.now() + handlerTimeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        return void (await boss.complete(queue, jobId));
+        await record();
+        return settlements.recovered();
       } catch (error) {
         if (Date.now() > deadline) throw error;
-        logger.warn('acknowledgement failed, retrying', { queue, jobId, ...errorFields(error) });
+        settlements.failed(error, { queue, jobId });
         await new Promise((resolve) => setTimeout(resolve, Math.min(200 * 2 ** attempt, 5_000)));
       }
     }
   }
+
+  const acknowledge = (queue: string, jobId: string) => settle(queue, jobId, () => boss.complete(queue, jobId));
 
   async function deliver(rules: SubscriptionRules, queue: string, handler: EventHandler, job: PgBoss.JobWithMetadata<JobData>): Promise<void> {
     const { event, priorAttempts = 0 } = job.data;
@@ -162,14 +168,18 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
     if (outcome.handled) return acknowledge(queue, job.id);
     const final = delivery >= rules.maxDeliveries;
     const delayMs = backoffAfter(rules, delivery);
-    await transaction(pool, async (tx) => {
+    await settle(queue, job.id, () => transaction(pool, async (tx) => {
+      // A retry after a COMMIT whose answer was lost finds the job no longer active: it is recorded
+      // already, and failing it again would count one delivery twice.
+      const active = await tx.executeSql(`SELECT 1 FROM ${schema}.job WHERE name = $1 AND id = $2 AND state = 'active' FOR UPDATE`, [queue, job.id]);
+      if (active.rowCount === 0) return;
       // The job copied retry_limit from its queue when published; the subscription's current
       // maxDeliveries decides (as on NATS), so it is brought up to date before pg-boss reads it.
       await tx.executeSql(`UPDATE ${schema}.job SET retry_limit = $3 WHERE name = $1 AND id = $2 AND state = 'active'`, [queue, job.id, rules.maxDeliveries - 1]);
       // On the last delivery pg-boss moves the job to the dead-letter queue in this same statement.
       await boss.fail(queue, job.id, { error: outcome.error, attempts: attempt }, { db: tx });
       if (!final) await tx.executeSql(`UPDATE ${schema}.job SET start_after = now() + $3 * interval '1 millisecond' WHERE name = $1 AND id = $2 AND state = 'retry'`, [queue, job.id, delayMs]);
-    });
+    }));
     if (final) return logger.warn('event parked as a dead letter', { consumer: rules.consumer, eventId: event.eventId, attempts: attempt, error: outcome.error });
     setTimeout(() => wake(queue), delayMs + 20).unref();
   }
@@ -207,6 +217,16 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
   const bus: EventBus = {
     kind: 'postgres',
 
+    health() {
+      // The LISTEN connection is the one always open: it notices a lost database first.
+      return listener.connected() ? { connected: true } : { connected: false, detail: 'no connection to the event bus database; reconnecting' };
+    },
+
+    storedSince() {
+      // Jobs live in a PostgreSQL database: they are lost only with it, never apart from it.
+      return undefined;
+    },
+
     async publish(event) {
       assertPublishable(event);
       const { rows } = await pool.query<{ name: string }>(`SELECT name FROM ${schema}.subscription WHERE event = $1`, [event.type]);
@@ -229,7 +249,9 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
       // ONE loop fetches, up to `concurrency` deliveries run. Handlers start in the order jobs were
       // fetched, which is the queue's order, so a consumer that serialises per aggregate (payments'
       // keyed lock) sees each aggregate's events in order; several fetching loops would race.
+      const fetching = new OutageLog({ logger, failure: 'fetching the next event failed; trying again', recovery: 'fetching events again' });
       const loop = (async () => {
+        let failures = 0;
         while (!stopping) {
           // A free slot first, then a job: a fetched job's expiry runs from its fetch.
           await limiter.slotFree();
@@ -237,11 +259,15 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
           let job: PgBoss.JobWithMetadata<JobData> | undefined;
           try {
             [job] = await boss.fetch<JobData>(queue, { batchSize: 1, includeMetadata: true });
+            failures = 0;
+            fetching.recovered({ consumer });
           } catch (error) {
-            logger.warn('fetching the next event failed; trying again', { consumer, ...errorFields(error) });
+            fetching.failed(error, { consumer });
+            failures += 1;
           }
           if (!job) {
-            if (!stopping) await sleep(queue, pollingIntervalMs);
+            // Backing off while the database is away: every consumer of every process polls it.
+            if (!stopping) await sleep(queue, failures === 0 ? pollingIntervalMs : Math.min(pollingIntervalMs * 2 ** failures, 5_000));
             continue;
           }
           await limiter.run(() => deliver(rules, queue, handler, job));
@@ -300,6 +326,15 @@ export async function createPostgresQueueBus(options: PostgresQueueBusOptions): 
       return rows.map((row): ConsumerStatus => ({ consumer: row.consumer, lag: Number(row.lag), deadLetters: Number(row.dead) }));
     },
 
+    async backlog(consumer) {
+      // A job is created when its event is published, and keeps that time through its retries.
+      const { rows } = await pool.query<{ lag: number; oldest: Date | null }>(
+        `SELECT count(*)::int AS lag, min(created_on) AS oldest FROM ${schema}.job WHERE name = $1 AND state < 'completed'`,
+        [`${queuePrefix}${consumer}`],
+      );
+      return { lag: rows[0]!.lag, oldestPublishedAt: rows[0]!.oldest };
+    },
+
     async close() {
       await Promise.all([...subscriptions].map((subscription) => subscription.stop()));
       await boss.stop({ graceful: false, close: false }).catch(() => {});
@@ -325,35 +360,54 @@ function jobIdOf(eventId: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-5${hex.slice(13, 16)}-8${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
 }
 
+/** Waits before reopening the LISTEN connection, by failed attempt; the last repeats. Consumers poll meanwhile. */
+const listenRetryMs = [250, 1_000, 2_000, 5_000];
+
 /** One connection holding LISTEN, reopened after an outage; `onReconnect` covers what was missed. */
-function listenForNotifications(databaseUrl: string, channel: string, logger: Logger, onPayload: (payload: string) => void, onReconnect: () => void) {
+function listenForNotifications(databaseUrl: string, channel: string, outage: OutageLog, onPayload: (payload: string) => void, onReconnect: () => void) {
   let closed = false;
+  let listening = false;
   let client: pg.Client | undefined;
   let markReady: () => void;
   const ready = new Promise<void>((resolve) => (markReady = resolve));
   const run = async () => {
-    while (!closed) {
-      client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000, application_name: 'event-bus-listen' });
-      const lost = new Promise<void>((resolve) => client!.on('error', () => resolve()).on('end', () => resolve()));
+    for (let failures = 0; !closed; ) {
+      // keepAlive: a server that vanished without closing the socket (failover) is noticed.
+      client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 5_000, keepAlive: true, application_name: 'event-bus-listen' });
+      let lostWith = new Error('Connection terminated unexpectedly');
+      const lost = new Promise<void>((resolve) => {
+        client!.on('error', (error) => {
+          lostWith = error;
+          resolve();
+        });
+        client!.on('end', () => resolve());
+      });
       try {
         await client.connect();
         client.on('notification', (message) => message.payload && onPayload(message.payload));
         await client.query(`LISTEN "${channel}"`);
+        listening = true;
+        failures = 0;
+        outage.recovered();
         markReady();
         onReconnect();
         await lost;
+        if (!closed) outage.failed(lostWith);
       } catch (error) {
-        if (!closed) logger.warn('LISTEN connection failed; consumers poll meanwhile', errorFields(error));
+        if (!closed) outage.failed(error);
       } finally {
+        listening = false;
         await client.end().catch(() => {});
       }
       markReady();
-      if (!closed) await new Promise((resolve) => setTimeout(resolve, 1_000));
+      if (!closed) await new Promise((resolve) => setTimeout(resolve, listenRetryMs[Math.min(failures++, listenRetryMs.length - 1)]));
     }
   };
   const running = run();
   return {
     ready,
+    /** Whether LISTEN is in place on a live connection. */
+    connected: () => listening && !closed,
     async close() {
       closed = true;
       await client?.end().catch(() => {});

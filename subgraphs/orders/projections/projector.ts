@@ -20,6 +20,8 @@
  * advisory lock. Woken by the NOTIFY of the order_events trigger, and by polling.
  */
 import pg from 'pg';
+import { OutageLog } from '../../../platform/database/outage.ts';
+import { createPool } from '../../../platform/database/pool.ts';
 import { withPooledTransaction } from '../../../platform/database/transaction.ts';
 import { createLogger, errorFields, type Logger } from '../../../platform/logging/logger.ts';
 import type { OrderEvent } from '../domain/order.ts';
@@ -77,6 +79,8 @@ interface EventRow {
 interface Checkpoint {
   txId: string;
   position: string;
+  /** The feed position of the last timeline entry written: the next one is numbered after it (docs/decisions/0020). */
+  feedPosition?: string;
 }
 
 const SCAN_SQL = `
@@ -94,6 +98,8 @@ export class OrderProjector {
   readonly #onProjected: OrderProjectorOptions['onProjected'];
   readonly #log: Logger;
   readonly #pool: pg.Pool;
+  /** One warning per database outage, not one per retry. */
+  readonly #outage: OutageLog;
   #listener: pg.Client | undefined;
   #running: Promise<void> | undefined;
   #stopped: Promise<void> | undefined;
@@ -114,8 +120,8 @@ export class OrderProjector {
     if (!(this.#options.batchSize >= 1)) throw new Error('OrderProjector batchSize must be at least 1');
     this.#onProjected = options.onProjected;
     this.#log = options.logger ?? createLogger('order-projector');
-    this.#pool = new pg.Pool({ connectionString: options.databaseUrl, max: 2, keepAlive: true, connectionTimeoutMillis: 10_000 });
-    this.#pool.on('error', (error) => this.#log.warn('projector connection failed', errorFields(error)));
+    this.#outage = new OutageLog({ logger: this.#log, failure: 'projecting failed; retrying', recovery: 'projecting again' });
+    this.#pool = createPool({ connectionString: options.databaseUrl, max: 2, connectionTimeoutMillis: 10_000, logger: this.#log, lostMessage: 'projector connection failed' });
   }
 
   /** Starts projecting in the background; returns at once. */
@@ -166,7 +172,7 @@ export class OrderProjector {
   async rebuild(): Promise<ProjectedBatch> {
     await this.#inLockedTransaction(async (client) => {
       await client.query('TRUNCATE order_summaries, order_timeline');
-      await saveCheckpoint(client, this.#options.name, { txId: '0', position: '0' });
+      await saveCheckpoint(client, this.#options.name, { txId: '0', position: '0', feedPosition: '0' });
     });
     return this.catchUp();
   }
@@ -177,9 +183,9 @@ export class OrderProjector {
       const from = await readCheckpoint(client, this.#options.name);
       const { rows } = await client.query<EventRow>(SCAN_SQL, [from.txId, from.position, this.#options.batchSize]);
       if (rows.length === 0) return { scanned: 0, orderIds: [] };
-      const changed = await applyEvents(client, rows);
+      const { changed, feedPosition } = await applyEvents(client, rows, BigInt(from.feedPosition ?? '0'));
       const last = rows.at(-1)!;
-      await saveCheckpoint(client, this.#options.name, { txId: last.tx_id, position: last.global_position });
+      await saveCheckpoint(client, this.#options.name, { txId: last.tx_id, position: last.global_position, feedPosition: String(feedPosition) });
       const orderIds = [...changed];
       for (let i = 0; i < orderIds.length; i += NOTIFY_CHUNK) {
         await client.query('SELECT pg_notify($1, $2)', [ORDER_PROJECTIONS_CHANNEL, JSON.stringify(orderIds.slice(i, i + NOTIFY_CHUNK))]);
@@ -215,6 +221,7 @@ export class OrderProjector {
         this.#notified = false;
         const { scanned } = await this.projectBatch();
         failures = 0;
+        this.#outage.recovered();
         if (scanned === this.#options.batchSize) continue;
         if (scanned > 0) recheckMs = this.#options.inFlightRecheckMs;
         if (await this.#waitsBehindInFlight()) {
@@ -226,7 +233,7 @@ export class OrderProjector {
         }
       } catch (error) {
         if (this.#stopping) break;
-        this.#log.warn('projecting failed; retrying', { ...errorFields(error), attempt: failures + 1 });
+        this.#outage.failed(error);
         const steps = this.#options.retryBackoffMs;
         await this.#sleep(steps[Math.min(failures++, steps.length - 1)]!, false);
       }
@@ -281,23 +288,31 @@ export class OrderProjector {
 }
 
 async function readCheckpoint(client: pg.ClientBase, name: string): Promise<Checkpoint> {
-  const { rows } = await client.query<{ tx_id: string; position: string }>('SELECT tx_id::text, position::text FROM projection_checkpoints WHERE name = $1', [name]);
-  return rows[0] ? { txId: rows[0].tx_id, position: rows[0].position } : { txId: '0', position: '0' };
+  const { rows } = await client.query<{ tx_id: string; position: string; feed_position: string }>(
+    'SELECT tx_id::text, position::text, feed_position::text FROM projection_checkpoints WHERE name = $1',
+    [name],
+  );
+  return rows[0] ? { txId: rows[0].tx_id, position: rows[0].position, feedPosition: rows[0].feed_position } : { txId: '0', position: '0', feedPosition: '0' };
 }
 
 async function saveCheckpoint(client: pg.ClientBase, name: string, at: Checkpoint): Promise<void> {
   await client.query(
-    `INSERT INTO projection_checkpoints (name, tx_id, position, updated_at) VALUES ($1, $2::xid8, $3::bigint, now())
-     ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, updated_at = now()`,
-    [name, at.txId, at.position],
+    `INSERT INTO projection_checkpoints (name, tx_id, position, feed_position, updated_at) VALUES ($1, $2::xid8, $3::bigint, $4::bigint, now())
+     ON CONFLICT (name) DO UPDATE SET tx_id = EXCLUDED.tx_id, position = EXCLUDED.position, feed_position = EXCLUDED.feed_position, updated_at = now()`,
+    [name, at.txId, at.position, at.feedPosition ?? '0'],
   );
 }
 
-/** Applies the rows to the read models by version per order; returns the orders changed. */
-async function applyEvents(client: pg.ClientBase, rows: EventRow[]): Promise<Set<string>> {
+/**
+ * Applies the rows to the read models by version per order; returns the orders changed and the
+ * last feed position given. Each timeline entry is numbered after `feedPosition` in the order it
+ * is applied: batches commit one after another (the advisory lock), so numbers grow in commit
+ * order, and a rebuild, applying the same events in the same order, gives the same numbers.
+ */
+async function applyEvents(client: pg.ClientBase, rows: EventRow[], feedPosition: bigint): Promise<{ changed: Set<string>; feedPosition: bigint }> {
   const summaries = await loadSummaries(client, [...new Set(rows.map((row) => row.order_id))]);
   const changed = new Map<string, OrderSummary>();
-  const entries: (TimelineEntry & { orderId: string })[] = [];
+  const entries: (TimelineEntry & { orderId: string; feedPosition: string })[] = [];
   for (const row of rows) {
     let summary = summaries.get(row.order_id) ?? null;
     const applied = summary?.version ?? 0;
@@ -306,14 +321,14 @@ async function applyEvents(client: pg.ClientBase, rows: EventRow[]): Promise<Set
     for (const event of events) {
       const projected = projectEvent(summary, { type: event.type, data: event.data } as OrderEvent, event.version, event.order_id);
       summary = projected.summary;
-      entries.push({ orderId: event.order_id, ...projected.entry });
+      entries.push({ orderId: event.order_id, ...projected.entry, feedPosition: String(++feedPosition) });
     }
     summaries.set(row.order_id, summary!);
     changed.set(row.order_id, summary!);
   }
   if (changed.size > 0) await saveSummaries(client, [...changed.values()]);
   if (entries.length > 0) await saveTimeline(client, entries);
-  return new Set(changed.keys());
+  return { changed: new Set(changed.keys()), feedPosition };
 }
 
 /** The events strictly between two versions of an order, which must all be there. */
@@ -378,11 +393,11 @@ async function saveSummaries(client: pg.ClientBase, summaries: OrderSummary[]): 
   );
 }
 
-async function saveTimeline(client: pg.ClientBase, entries: (TimelineEntry & { orderId: string })[]): Promise<void> {
+async function saveTimeline(client: pg.ClientBase, entries: (TimelineEntry & { orderId: string; feedPosition: string })[]): Promise<void> {
   await client.query(
-    `INSERT INTO order_timeline (order_id, position, status, at)
-     SELECT r."orderId", r.position, r.status, r.at
-     FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, position int, status text, at timestamptz)
+    `INSERT INTO order_timeline (order_id, position, status, at, feed_position)
+     SELECT r."orderId", r.position, r.status, r.at, r."feedPosition"
+     FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, position int, status text, at timestamptz, "feedPosition" bigint)
      ON CONFLICT (order_id, position) DO UPDATE SET status = EXCLUDED.status, at = EXCLUDED.at`,
     [JSON.stringify(entries)],
   );
