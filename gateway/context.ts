@@ -1,4 +1,5 @@
 /** The gateway's per-request context: who is calling and the id that follows the request downstream. */
+import type { OperationTypeNode } from 'graphql';
 import type { Identity } from '../platform/identity/identity.ts';
 
 export interface GatewayContext {
@@ -8,4 +9,9 @@ export interface GatewayContext {
   traceparent?: string;
   /** Added to the response's `extensions` by plugins (e.g. the estimated cost), on every transport. */
   responseExtensions?: Record<string, unknown>;
+  /**
+   * The kind of the client's operation, set by the core once it is admitted: what tells a fetch
+   * of a mutation (never retried, never shared) from a fetch of a query.
+   */
+  operationType?: OperationTypeNode;
 }

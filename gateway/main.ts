@@ -4,10 +4,14 @@
  *     [--host 0.0.0.0] [--subgraph-url name=url …]
  * Flags win over the environment (SUPERGRAPH_PATH, GATEWAY_PORT, GATEWAY_HOST, SUBGRAPH_URL_<NAME>).
  * Subscriptions: GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION (100), GATEWAY_MAX_CONNECTIONS_PER_CALLER (20),
- * GATEWAY_CONNECTION_INIT_TIMEOUT_MS (3000), GATEWAY_KEEPALIVE_MS (12000), SUBSCRIPTION_UPSTREAM_RETRY_ATTEMPTS (8).
+ * GATEWAY_CONNECTION_INIT_TIMEOUT_MS (3000), GATEWAY_KEEPALIVE_MS (12000), SUBSCRIPTION_UPSTREAM_RECONNECT_BUDGET_MS (60000).
  * Operation limits: GATEWAY_MAX_DEPTH, GATEWAY_MAX_ALIASES, GATEWAY_MAX_ROOT_FIELDS, GATEWAY_MAX_DIRECTIVES,
  * GATEWAY_MAX_TOKENS, GATEWAY_MAX_DOCUMENT_BYTES, GATEWAY_MAX_FIELDS (defaults in platform/graphql/operation-limits.ts),
  * GATEWAY_MAX_BODY_BYTES (128 KiB). Demand control: see plugins/demand-control.ts.
+ * Resilience: GATEWAY_REQUEST_TIMEOUT_MS (10000), SUBGRAPH_TIMEOUT_MS, SUBGRAPH_RETRIES, SUBGRAPH_RETRY_DELAY_MS,
+ * SUBGRAPH_BREAKER_FAILURES, SUBGRAPH_BREAKER_HALF_OPEN_AFTER_MS, SUBGRAPH_MAX_CONCURRENCY, SUBGRAPH_MAX_QUEUE (each
+ * also per subgraph with a _<NAME> suffix; defaults in plugins/resilience.ts), GATEWAY_DEDUPLICATE_REQUESTS and
+ * GATEWAY_DEDUPLICATE_SUBGRAPH_FETCHES (true).
  */
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -15,6 +19,7 @@ import { generateKeyPair } from 'jose';
 import { intFromEnv, isProduction, keyNames, readSecret } from '../platform/config.ts';
 import { demandControlOptionsFromEnv } from './plugins/demand-control.ts';
 import { operationLimitsFromEnv } from './plugins/operation-limits.ts';
+import { resilienceOptionsFromEnv } from './plugins/resilience.ts';
 import { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
 import { importPrivateKey, importPublicKey, signingAlgorithm } from '../platform/identity/keys.ts';
 import { createLogger, errorFields } from '../platform/logging/logger.ts';
@@ -68,7 +73,12 @@ try {
     ...(tokenKey ? { customerTokenPublicKey: await importPublicKey(tokenKey) } : {}),
     identitySigner: await identitySigner(production),
     production,
-    subgraphTimeoutMs: intFromEnv('SUBGRAPH_TIMEOUT_MS', 10_000),
+    requestTimeoutMs: intFromEnv('GATEWAY_REQUEST_TIMEOUT_MS', 10_000),
+    resilience: resilienceOptionsFromEnv(process.env),
+    deduplication: {
+      requests: process.env.GATEWAY_DEDUPLICATE_REQUESTS !== 'false',
+      subgraphFetches: process.env.GATEWAY_DEDUPLICATE_SUBGRAPH_FETCHES !== 'false',
+    },
     limits: operationLimitsFromEnv(process.env),
     demandControl: demandControlOptionsFromEnv(process.env),
     maxBodyBytes: intFromEnv('GATEWAY_MAX_BODY_BYTES', gatewayMaxBodyBytes),
@@ -78,7 +88,7 @@ try {
       maxConnectionsPerCaller: intFromEnv('GATEWAY_MAX_CONNECTIONS_PER_CALLER', 20),
       connectionInitWaitTimeoutMs: intFromEnv('GATEWAY_CONNECTION_INIT_TIMEOUT_MS', 3_000),
       keepAliveMs: intFromEnv('GATEWAY_KEEPALIVE_MS', 12_000),
-      upstream: { retryAttempts: intFromEnv('SUBSCRIPTION_UPSTREAM_RETRY_ATTEMPTS', 8) },
+      upstream: { reconnectBudgetMs: intFromEnv('SUBSCRIPTION_UPSTREAM_RECONNECT_BUDGET_MS', 60_000) },
     },
   });
   stopOnSignals('gateway', () => running.stop());

@@ -5,6 +5,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
+import type { GatewayInterface } from '@apollo/server-gateway-interface';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { GraphQLError } from 'graphql';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
@@ -12,6 +13,7 @@ import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin
 import type { CryptoKey } from 'jose';
 import { ErrorCode } from '../platform/errors/index.ts';
 import { formatErrorForClient } from '../platform/errors/masking.ts';
+import { overloadStatus } from '../platform/graphql/overload-status.ts';
 import type { OperationLimits } from '../platform/graphql/operation-limits.ts';
 import { close, createGraphQLHttpServer, listen, sendJson, type GraphQLRequestParams, type Intercepted } from '../platform/http/graphql-http.ts';
 import type { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
@@ -20,14 +22,16 @@ import { requestErrorLogging } from '../platform/logging/request-errors.ts';
 import { gatewayContextOf } from './authentication.ts';
 import type { GatewayContext } from './context.ts';
 import { GatewayCore } from './pipeline/core.ts';
-import type { GatewayPlugin } from './pipeline/plugin.ts';
+import type { GatewayPlugin, SubgraphHealth } from './pipeline/plugin.ts';
 import { GatewayRefusal, isRefusal } from './pipeline/refusal.ts';
 import { PluginDataSource } from './pipeline/subgraph-data-source.ts';
 import { connectionLimits } from './plugins/connection-limits.ts';
+import { deduplication, type DeduplicationOptions } from './plugins/deduplication.ts';
 import { demandControl, type DemandControlOptions } from './plugins/demand-control.ts';
 import { identitySigning } from './plugins/identity-signing.ts';
 import { limitedParse, operationLimits } from './plugins/operation-limits.ts';
 import { requestTracing } from './plugins/request-tracing.ts';
+import { resilience, type ResilienceOptions } from './plugins/resilience.ts';
 import { subgraphTimeout } from './plugins/subgraph-timeout.ts';
 import { textInput } from './plugins/text-input.ts';
 import { FederatedSubscriptions } from './subscriptions/federated-subscriptions.ts';
@@ -51,8 +55,12 @@ export interface GatewayOptions {
   identitySigner: GatewayIdentitySigner;
   /** Production turns introspection, Sandbox and schema hints in errors off, and masks internal errors. */
   production: boolean;
-  /** Deadline of one subgraph request. @default 10_000 */
-  subgraphTimeoutMs?: number;
+  /** The longest a client request waits on subgraphs, all its fetches, retries and queues together. @default 10_000 */
+  requestTimeoutMs?: number;
+  /** Per-subgraph timeout, retries, circuit breaker and bulkhead. Defaults in plugins/resilience.ts. */
+  resilience?: ResilienceOptions;
+  /** Sharing of identical in-flight queries and subgraph fetches of one caller. @default both on */
+  deduplication?: DeduplicationOptions;
   /** Bounds on the shape of operations (depth, aliases, …), checked before validation and planning. Defaults in operation-limits.ts. */
   limits?: Partial<OperationLimits>;
   /** Cost of operations and budgets per client, priced by the supergraph's @cost and @listSize. Defaults in plugins/demand-control.ts. */
@@ -98,7 +106,10 @@ export function gatewayPlugins(options: GatewayOptions): GatewayPlugin[] {
     // Every subgraph call: who is calling, which request, until when.
     identitySigning({ signer: options.identitySigner }),
     requestTracing(),
-    subgraphTimeout(options.subgraphTimeoutMs !== undefined ? { timeoutMs: options.subgraphTimeoutMs } : {}),
+    subgraphTimeout(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+    // Then, around each fetch: share identical ones, and guard each subgraph (retry, breaker, bulkhead, timeout).
+    deduplication(options.deduplication),
+    resilience(options.resilience),
     ...(options.plugins ?? []),
   ];
 }
@@ -134,6 +145,59 @@ const responseExtensions: ApolloServerPlugin<GatewayContext> = {
     };
   },
 };
+
+/**
+ * @apollo/gateway behind the plugins' `wrapExecution` hooks: Apollo Server calls the executor with
+ * each admitted query or mutation, and the hooks see it whole (planning and every fetch).
+ */
+function throughExecutionWrappers(gateway: ApolloGateway, core: GatewayCore): GatewayInterface {
+  return {
+    async load(options) {
+      const loaded = await gateway.load(options);
+      return {
+        schema: loaded.schema,
+        executor: (requestContext) => {
+          const operationType = requestContext.operation.operation;
+          if (operationType === 'subscription') return loaded.executor(requestContext);
+          const execution = {
+            context: requestContext.context as GatewayContext,
+            operationType,
+            source: requestContext.source,
+            operationName: requestContext.operationName,
+            variables: requestContext.request.variables ?? {},
+          };
+          return core.execute(execution, () => loaded.executor(requestContext));
+        },
+      };
+    },
+    onSchemaLoadOrUpdate: (callback) => gateway.onSchemaLoadOrUpdate(callback),
+    stop: () => gateway.stop(),
+  };
+}
+
+export interface Readiness {
+  /**
+   * `ready`: the supergraph is loaded and every subgraph is up. `degraded`: some subgraph is
+   * down or being probed back — still 200, the others' fields are served (decision 0017).
+   * `unavailable` (503): the supergraph is not loaded, or every subgraph is down.
+   */
+  status: 'ready' | 'degraded' | 'unavailable';
+  schema: 'loaded' | 'loading';
+  subgraphs: Record<string, { status: 'up' | 'degraded' | 'down' } & Record<string, unknown>>;
+}
+
+/** Readiness from the schema and what the plugins (circuit breakers) know of each subgraph. */
+export function readinessOf(loaded: boolean, subgraphs: Iterable<string>, health: ReadonlyMap<string, SubgraphHealth>): Readiness {
+  const report: Readiness['subgraphs'] = {};
+  for (const name of subgraphs) {
+    const known = health.get(name);
+    report[name] = { ...known?.details, status: known?.status ?? 'up' };
+  }
+  const statuses = Object.values(report).map((subgraph) => subgraph.status);
+  const allDown = statuses.length > 0 && statuses.every((status) => status === 'down');
+  const status = !loaded || allDown ? 'unavailable' : statuses.every((status) => status === 'up') ? 'ready' : 'degraded';
+  return { status, schema: loaded ? 'loaded' : 'loading', subgraphs: report };
+}
 
 function sendRefusal(response: ServerResponse, refusal: GatewayRefusal): void {
   if (refusal.retryAfterSeconds !== undefined) response.setHeader('retry-after', String(refusal.retryAfterSeconds));
@@ -189,7 +253,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     parse: limitedParse(options.limits),
   });
   const pipeline = core;
-  const gateway = new ApolloGateway({ supergraphSdl: options.supergraphSdl, buildService: ({ name, url }) => dataSource(name, options.subgraphUrls?.[name] ?? url!) });
+  const apolloGateway = new ApolloGateway({ supergraphSdl: options.supergraphSdl, buildService: ({ name, url }) => dataSource(name, options.subgraphUrls?.[name] ?? url!) });
+  const gateway = throughExecutionWrappers(apolloGateway, pipeline);
   const subscriptionLog = createLogger('gateway.subscriptions');
   const upstreams = new UpstreamSubscriptions({ ...options.subscriptions?.upstream, decorate: (request) => pipeline.decorateSubgraphRequest(request), log: subscriptionLog });
   const subscriptions = new FederatedSubscriptions({
@@ -219,6 +284,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       refuseSubscriptionsOutsideTheSubscriptionPath,
       responseExtensions,
       requestErrorLogging<GatewayContext>(log, { production: options.production }),
+      // A response overload kept from doing anything is 503 with Retry-After (docs/decisions/0016).
+      overloadStatus<GatewayContext>(),
       options.production
         ? ApolloServerPluginLandingPageDisabled()
         : ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
@@ -279,8 +346,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     isReady: () => ready,
     intercept: admitHttp,
     routes: {
-      // 200 only once the supergraph is loaded, so orchestrators and test suites can wait on it.
+      // Liveness, and the supervisor's "it is up": 200 once the supergraph is loaded, nothing else looked at.
       '/health': (_request, response) => sendJson(response, ready ? 200 : 503, { status: ready ? 'ok' : 'loading' }),
+      '/ready': (_request, response) => {
+        const readiness = readinessOf(ready, federation.endpoints.keys(), pipeline.subgraphHealth());
+        sendJson(response, readiness.status === 'unavailable' ? 503 : 200, readiness);
+      },
     },
   });
   const webSockets = attachWebSocketSubscriptions({

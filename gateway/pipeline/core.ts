@@ -29,7 +29,18 @@ import type { Identity } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
 import type { GatewayContext } from '../context.ts';
-import type { AdmittedOperation, ClientConnection, GatewayPlugin, ParsedDocument, SubgraphFetch, SubgraphRequest, Transport } from './plugin.ts';
+import type {
+  AdmittedOperation,
+  ClientConnection,
+  ExecutionResult,
+  GatewayPlugin,
+  OperationExecution,
+  ParsedDocument,
+  SubgraphFetch,
+  SubgraphHealth,
+  SubgraphRequest,
+  Transport,
+} from './plugin.ts';
 import { GatewayRefusal, isRefusal } from './refusal.ts';
 
 /** What a client sent as its GraphQL request, on any transport. */
@@ -96,6 +107,8 @@ export class GatewayCore {
   readonly #maxCachedBytes: number;
   /** The plugins that wrap subgraph fetches, innermost first. */
   readonly #fetchWrappers: readonly GatewayPlugin[];
+  /** The plugins that wrap executions, innermost first. */
+  readonly #executionWrappers: readonly GatewayPlugin[];
 
   constructor(options: CoreOptions) {
     this.#options = options;
@@ -103,6 +116,7 @@ export class GatewayCore {
     this.plugins = options.plugins;
     this.#parse = options.parse;
     this.#fetchWrappers = options.plugins.filter((plugin) => plugin.wrapSubgraphFetch).reverse();
+    this.#executionWrappers = options.plugins.filter((plugin) => plugin.wrapExecution).reverse();
     this.#maxCachedBytes = options.maxCachedDocumentBytes ?? 256 * 1024;
     // A document's AST takes several times its text; the text itself is the key.
     this.#valid = new LRUCache<string, DocumentNode>({ maxSize: options.documentCacheBytes ?? 32 * 1024 * 1024, sizeCalculation: (_document, source) => source.length * 8 });
@@ -229,6 +243,7 @@ export class GatewayCore {
       });
     }
     context.responseExtensions ??= {};
+    context.operationType = operation.operation;
     const admitted: AdmittedOperation = {
       connection,
       source: parsed.source,
@@ -261,6 +276,30 @@ export class GatewayCore {
       next = (init) => plugin.wrapSubgraphFetch!(request, init, inner);
     }
     return next;
+  }
+
+  /** Executes a query or mutation through every plugin's execution wrapper (outermost first). */
+  execute(execution: OperationExecution, run: () => Promise<ExecutionResult>): Promise<ExecutionResult> {
+    let next = run;
+    for (const plugin of this.#executionWrappers) {
+      const inner = next;
+      next = () => plugin.wrapExecution!(execution, inner);
+    }
+    return next();
+  }
+
+  /** Each subgraph's health as the plugins report it: the worst report wins. */
+  subgraphHealth(): Map<string, SubgraphHealth> {
+    const rank = { up: 0, degraded: 1, down: 2 } as const;
+    const health = new Map<string, SubgraphHealth>();
+    for (const plugin of this.plugins) {
+      for (const [subgraph, report] of Object.entries(plugin.subgraphHealth?.() ?? {})) {
+        const known = health.get(subgraph);
+        if (!known || rank[report.status] > rank[known.status]) health.set(subgraph, { status: report.status, details: { ...known?.details, ...report.details } });
+        else health.set(subgraph, { status: known.status, details: { ...report.details, ...known.details } });
+      }
+    }
+    return health;
   }
 
   /** An error as a client of any transport reads it: refusals as they are, others masked. */

@@ -7,15 +7,16 @@
  *
  * Order of the hooks for one operation:
  *
- *   onConnection ─▶ [onOperationReceived] ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ planning ─▶ onSubgraphRequest
- *   (who, how)      (parsed AST)                  (valid, variables       (each fetch, each
- *                                                  coerced)                upstream subscription)
+ *   onConnection ─▶ [onOperationReceived] ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ wrapExecution ─▶ onSubgraphRequest ─▶ wrapSubgraphFetch
+ *   (who, how)      (parsed AST)                  (valid, variables   (planning and  (each fetch, each       (each HTTP fetch:
+ *                                                  coerced)            execution)     upstream subscription)  deadlines, retries…)
  *
  * Plugins run in the order they are given; the first that throws refuses, and the rest do not
  * run. A refusal is a `GatewayRefusal` (refusal.ts): a GraphQL error with a code, an HTTP status
  * and, for WebSockets, a close code.
  */
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { GatewayExecutionResult } from '@apollo/server-gateway-interface';
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import type { Identity } from '../../platform/identity/identity.ts';
 import type { GatewayContext } from '../context.ts';
@@ -88,6 +89,35 @@ export interface SubgraphRequest {
    * `connection_init` payload of a socket. Names are lower case.
    */
   readonly headers: Record<string, string>;
+  /**
+   * Whether sending this fetch twice leaves the platform as sending it once: true for every fetch
+   * of a query or of a subscription's event (entity fetches included), false for every fetch of a
+   * mutation, its entity fetches included, and when the operation is not known. Only idempotent
+   * fetches are retried or shared. Undefined for subscriptions and sockets (never wrapped).
+   */
+  readonly idempotent?: boolean;
+}
+
+/** A query or mutation admitted over HTTP, about to be planned and executed. */
+export interface OperationExecution {
+  readonly context: GatewayContext;
+  readonly operationType: 'query' | 'mutation';
+  readonly source: string;
+  readonly operationName: string | null;
+  readonly variables: Readonly<Record<string, unknown>>;
+}
+
+/** The executor's result: data and errors, before masking. */
+export type ExecutionResult = GatewayExecutionResult;
+
+/**
+ * A subgraph's health as one plugin sees it (e.g. its circuit breaker): `up` takes calls,
+ * `degraded` is being probed back, `down` fails calls fast.
+ */
+export interface SubgraphHealth {
+  readonly status: 'up' | 'degraded' | 'down';
+  /** What `/ready` shows beside it, e.g. `{ breaker: 'open' }`. */
+  readonly details?: Readonly<Record<string, unknown>>;
 }
 
 /** An HTTP fetch to a subgraph, as the next step of the chain sends it. */
@@ -114,8 +144,19 @@ export interface GatewayPlugin {
   onOperation?(operation: AdmittedOperation): void | Promise<void>;
   /** Decorates each subgraph call (headers, extensions, connection_init payload); may refuse it. */
   onSubgraphRequest?(request: SubgraphRequest): void | Promise<void>;
-  /** Wraps each HTTP fetch to a subgraph (deadlines, retries, breakers); call `next` to go on. */
+  /**
+   * Wraps each HTTP fetch to a subgraph (deadlines, retries, breakers); call `next` to go on. A
+   * wrapper that gives up throws a `SubgraphFailure` (subgraph-failure.ts): the client gets its
+   * code, with the path of every field the fetch would have filled.
+   */
   wrapSubgraphFetch?(request: SubgraphRequest, init: RequestInit, next: SubgraphFetch): Promise<Response>;
+  /**
+   * Wraps the execution (planning and every subgraph fetch) of a query or mutation admitted over
+   * HTTP; call `next` to run it. What it returns is the client's result before masking.
+   */
+  wrapExecution?(execution: OperationExecution, next: () => Promise<ExecutionResult>): Promise<ExecutionResult>;
+  /** What this plugin knows of subgraphs' health, by subgraph name: `/ready` reports the worst. */
+  subgraphHealth?(): Readonly<Record<string, SubgraphHealth>>;
   /** The gateway is stopping: release timers, connections. */
   stop?(): void | Promise<void>;
 }

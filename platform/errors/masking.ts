@@ -8,8 +8,16 @@
  * the subgraph's name (`extensions.serviceName`) only in development, where it helps. With
  * introspection off, "Did you mean …" suggestions would hand out the schema a field at a time:
  * production drops them from every message.
+ *
+ * Overload is mapped here, once for every resolver of every subgraph: a database that had no
+ * connection to give, or a write queue that shed the work (platform/database/overload.ts), is
+ * SERVICE_OVERLOADED with `retryAfter`, in every mode — the client can act on it, and the
+ * Prisma or pool message it came as is an internal detail. So is a lost database connection
+ * (platform/database/connection-loss.ts): the same code, since the client's move is the same.
  */
 import type { GraphQLError, GraphQLFormattedError } from 'graphql';
+import { isConnectionLost } from '../database/connection-loss.ts';
+import { isOverloaded, retryAfterOf } from '../database/overload.ts';
 import { DomainError } from './domain-error.ts';
 import { clientErrorCodes, ErrorCode } from './index.ts';
 
@@ -86,6 +94,8 @@ export function formatErrorForClient(formatted: GraphQLFormattedError, error: un
   if (original instanceof DomainError) {
     return { ...formatted, message: original.message, extensions: { code: original.code, ...(original.field ? { field: original.field } : {}) } };
   }
+  if (isOverloaded(original)) return overloadedForClient(formatted, retryAfterOf(original));
+  if (isConnectionLost(original)) return connectionLostForClient(formatted);
   const code = typeof extensions.code === 'string' ? extensions.code : ErrorCode.INTERNAL_SERVER_ERROR;
   if (isClientError(error, code) || !options.maskInternalErrors) {
     // The field is read from graphql-js's own wording, before the suggestions go.
@@ -98,6 +108,30 @@ export function formatErrorForClient(formatted: GraphQLFormattedError, error: un
     ...(formatted.locations ? { locations: formatted.locations } : {}),
     ...(formatted.path ? { path: formatted.path } : {}),
     extensions: { code: ErrorCode.INTERNAL_SERVER_ERROR },
+  };
+}
+
+/** SERVICE_OVERLOADED as a client reads it: where it happened, when to try again, no internals. */
+function overloadedForClient(formatted: GraphQLFormattedError, retryAfter: number): GraphQLFormattedError {
+  return {
+    message: `The service is too busy to do this now and did nothing: try again in ${retryAfter} s`,
+    ...(formatted.locations ? { locations: formatted.locations } : {}),
+    ...(formatted.path ? { path: formatted.path } : {}),
+    extensions: { code: ErrorCode.SERVICE_OVERLOADED, retryAfter },
+  };
+}
+
+/**
+ * A database connection lost under the request (restart, failover, terminated backend;
+ * docs/decisions/0015): retryable like overload, but the work may have begun (a transaction is
+ * rolled back, a COMMIT in flight may have landed), so it does not say "did nothing".
+ */
+function connectionLostForClient(formatted: GraphQLFormattedError): GraphQLFormattedError {
+  return {
+    message: 'The service lost its connection to its database: try again in a moment',
+    ...(formatted.locations ? { locations: formatted.locations } : {}),
+    ...(formatted.path ? { path: formatted.path } : {}),
+    extensions: { code: ErrorCode.SERVICE_OVERLOADED, retryAfter: 1 },
   };
 }
 

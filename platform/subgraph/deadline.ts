@@ -50,6 +50,11 @@ export function trackRequestDeadline(context: object, request: IncomingMessage, 
   (context as WithDeadline)[deadlineKey] = { at, socket: request.socket };
 }
 
+/** The deadline (epoch ms) of the request behind a context, for work that waits (e.g. the write queue). */
+export function deadlineOf(context: object): number | undefined {
+  return (context as WithDeadline)[deadlineKey]?.at;
+}
+
 /** Whether the request behind a context is past its deadline, or its caller went away. */
 export function isPastDeadline(context: object): boolean {
   const deadline = (context as WithDeadline)[deadlineKey];

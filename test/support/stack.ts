@@ -84,7 +84,7 @@ export interface TestBus {
   dispose(): Promise<void>;
 }
 
-export async function startTestBus(kind: TestBusKind): Promise<TestBus> {
+export async function startTestBus(kind: TestBusKind, natsUrl = testNatsUrl): Promise<TestBus> {
   if (kind === 'postgres') {
     const databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_bus_${randomBytes(4).toString('hex')}`);
     await ensureDatabase(databaseUrl);
@@ -93,16 +93,16 @@ export async function startTestBus(kind: TestBusKind): Promise<TestBus> {
   }
   const stream = `TEST_${randomBytes(4).toString('hex').toUpperCase()}`;
   const subjectPrefix = `t${randomBytes(4).toString('hex')}`;
-  const bus = await createJetStreamBus({ servers: testNatsUrl, stream, subjectPrefix });
+  const bus = await createJetStreamBus({ servers: natsUrl, stream, subjectPrefix });
   return {
     bus,
-    env: { NATS_URL: testNatsUrl, NATS_STREAM: stream, NATS_SUBJECT_PREFIX: subjectPrefix },
-    dispose: () => deleteStreams(stream, `${stream}_DEAD_LETTERS`),
+    env: { NATS_URL: natsUrl, NATS_STREAM: stream, NATS_SUBJECT_PREFIX: subjectPrefix },
+    dispose: () => deleteStreams(natsUrl, stream, `${stream}_DEAD_LETTERS`),
   };
 }
 
-async function deleteStreams(...names: string[]): Promise<void> {
-  const nc = await connectNats({ servers: testNatsUrl });
+async function deleteStreams(natsUrl: string, ...names: string[]): Promise<void> {
+  const nc = await connectNats({ servers: natsUrl });
   try {
     const jsm = await jetstreamManager(nc);
     for (const name of names) await jsm.streams.delete(name).catch(() => {});
@@ -114,6 +114,8 @@ async function deleteStreams(...names: string[]): Promise<void> {
 export interface StackOptions {
   production?: boolean;
   eventBus?: TestBusKind;
+  /** The NATS server of a `nats` bus (e.g. a private one the test stops and wipes). @default testNatsUrl */
+  natsUrl?: string;
   /** Deadline of each waiting saga step. @default 30_000 */
   sagaStepTimeoutMs?: number;
   /** How long the simulated provider takes for `tok_slow`. @default the provider's (45 s, past the saga's deadline) */
@@ -124,7 +126,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
   const production = options.production ?? false;
   const keys = await generateTestKeys();
   const databaseUrls = await freshDatabases();
-  const testBus = options.eventBus ? await startTestBus(options.eventBus) : undefined;
+  const testBus = options.eventBus ? await startTestBus(options.eventBus, options.natsUrl) : undefined;
   const base = {
     port: 0,
     host: '127.0.0.1',
