@@ -2,14 +2,15 @@
  * Runs order sagas: persists each saga's state in `order_sagas`, and in the SAME transaction
  * appends the commands it decided to the outbox and applies its order transition. A crash at any
  * point leaves either all of a step or none of it; after a restart the consumer and the deadline
- * sweeper pick every saga in flight up where it stood.
+ * sweeper (deadline-sweeper.ts, which decides *when* a deadline may be judged) pick every saga in
+ * flight up where it stood.
  */
 import { randomUUID } from 'node:crypto';
 import { commandId, type SagaCommandType } from '../../../platform/events/contracts/order-saga.ts';
 import { createEnvelope, type Causation, type EventEnvelope } from '../../../platform/events/envelope.ts';
 import { appendToOutbox, type OutboxTransaction } from '../../../platform/events/outbox.ts';
 import { deterministicUuid } from '../../../platform/ids.ts';
-import { createLogger, errorFields } from '../../../platform/logging/logger.ts';
+import { createLogger } from '../../../platform/logging/logger.ts';
 import type { OrderCommand } from '../domain/order.ts';
 import { commandPayload, isFinished, react, startSaga, type SagaDecision, type SagaMessage, type SagaState } from './order-saga.ts';
 
@@ -22,7 +23,8 @@ interface SagaDatabase<Tx extends SagaTransaction> {
 }
 
 /**
- * The default deadline of a waiting saga step (SAGA_STEP_TIMEOUT_MS). Three times the bus's
+ * The default deadline of a waiting saga step (SAGA_STEP_TIMEOUT_MS), in working time: time the
+ * platform itself was unavailable does not count (deadline-sweeper.ts). Three times the bus's
  * default redelivery time (EVENT_REDELIVERY_AFTER_MS, 10 s; pg-boss notices an expired delivery
  * within 1.5 times that), so a reply whose handler died is delivered again well before it; and
  * short enough that a customer whose payment provider hangs hears of it within half a minute.
@@ -36,13 +38,12 @@ export interface OrderTransitions<Tx> {
 
 export interface SagaRunnerOptions {
   /**
-   * Deadline of each waiting step (stock, payment, shipment). Keep it well above the bus's
-   * redelivery time (EVENT_REDELIVERY_AFTER_MS, 10 s by default): a reply whose handler died
-   * with its process must be redelivered before the step times out. @default defaultStepTimeoutMs (30 s)
+   * Deadline of each waiting step (stock, payment, shipment), counted in time the platform was
+   * working. Keep it well above the bus's redelivery time (EVENT_REDELIVERY_AFTER_MS, 10 s by
+   * default): a reply whose handler died with its process must be redelivered before the step
+   * times out. @default defaultStepTimeoutMs (30 s)
    */
   stepTimeoutMs?: number;
-  /** How often overdue sagas are looked for. @default 500 */
-  sweepIntervalMs?: number;
 }
 
 interface SagaRow {
@@ -59,8 +60,8 @@ const sagaReplies: ReadonlySet<string> = new Set([
 
 export class OrderSagaRunner<Tx extends SagaTransaction> {
   private readonly log = createLogger('orders.saga');
-  private readonly stepTimeoutMs: number;
-  private readonly sweepIntervalMs: number;
+  /** Each waiting step's deadline, in ms of a working platform. */
+  readonly stepTimeoutMs: number;
 
   constructor(
     private readonly db: SagaDatabase<Tx>,
@@ -68,7 +69,6 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
     options: SagaRunnerOptions = {},
   ) {
     this.stepTimeoutMs = options.stepTimeoutMs ?? defaultStepTimeoutMs;
-    this.sweepIntervalMs = options.sweepIntervalMs ?? 500;
   }
 
   /** Starts the saga of a just-placed order, inside the transaction that placed it. */
@@ -93,29 +93,18 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
     });
   }
 
-  /** Looks for sagas whose step missed its deadline, every `sweepIntervalMs`, until stopped. */
-  startDeadlineSweeper(): { stop(): Promise<void> } {
-    let stopped = false;
-    let running: Promise<void> = Promise.resolve();
-    const timer = setInterval(() => {
-      if (stopped) return;
-      running = running.then(async () => void (await this.sweepOnce())).catch((error: unknown) => this.log.error('deadline sweep failed', errorFields(error)));
-    }, this.sweepIntervalMs);
-    return {
-      stop: async () => {
-        stopped = true;
-        clearInterval(timer);
-        await running;
-      },
-    };
-  }
-
-  /** Times out every overdue saga (several sweepers on replicas share the work: SKIP LOCKED). */
-  async sweepOnce(): Promise<number> {
+  /**
+   * Times out overdue sagas, up to 20 (several sweepers on replicas share the work: SKIP LOCKED).
+   * With `deadlineBefore`, only those whose deadline came before it: the sweeper passes the
+   * publication time of the oldest reply still queued, so a reply that beat its deadline is
+   * applied before that deadline is judged. Returns how many were timed out.
+   */
+  async sweepOnce(options: { deadlineBefore?: Date } = {}): Promise<number> {
+    const before = options.deadlineBefore ?? null;
     return this.db.$transaction(async (tx) => {
       const overdue = await tx.$queryRaw<SagaRow[]>`
         SELECT order_id, data, version FROM order_sagas
-        WHERE status = 'RUNNING' AND deadline_at <= now()
+        WHERE status = 'RUNNING' AND deadline_at <= now() AND (${before}::timestamptz IS NULL OR deadline_at < ${before}::timestamptz)
         ORDER BY deadline_at LIMIT 20 FOR UPDATE SKIP LOCKED`;
       for (const row of overdue) {
         this.log.info('saga step missed its deadline', { orderId: row.order_id, step: row.data.step });
