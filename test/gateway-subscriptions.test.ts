@@ -439,7 +439,7 @@ describe('subscriptions through the gateway over graphql-ws', () => {
       });
 
     it('re-subscribes transparently once the subgraph is reachable again: the client keeps its subscription and gets the status the order reached meanwhile', async () => {
-      const gateway = await viaProxy({ retryAttempts: 20 });
+      const gateway = await viaProxy({ reconnectBudgetMs: 60_000 });
       const id = await place(customerToken);
       const client = createClient({ url: gateway.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { Authorization: `Bearer ${customerToken}` } });
       clients.push(client);
@@ -471,7 +471,7 @@ describe('subscriptions through the gateway over graphql-ws', () => {
     });
 
     it('ends the subscription with SUBGRAPH_UNAVAILABLE, then complete, when the subgraph does not come back in time', async () => {
-      const gateway = await viaProxy({ retryAttempts: 2 });
+      const gateway = await viaProxy({ reconnectBudgetMs: 1_000 });
       const id = await place(customerToken);
       const client = createClient({ url: gateway.url.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { Authorization: `Bearer ${customerToken}` } });
       clients.push(client);

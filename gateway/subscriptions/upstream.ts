@@ -14,23 +14,33 @@
  * message's `extensions`) passed to `decorate`, where the identity-signing plugin signs.
  *
  * When a socket drops (the subgraph restarts, the network cuts), the client reconnects with
- * back-off and re-subscribes every subscription that was active on it, freshly decorated:
+ * capped back-off and re-subscribes every subscription that was active on it, freshly decorated:
  * subscribers notice nothing (docs/decisions/0007). If the subgraph does not come back within the
- * retry budget, every subscription on the socket ends with SUBGRAPH_UNAVAILABLE. A socket that
- * stops answering keep-alive pings is terminated, which counts as a drop.
+ * reconnection budget (a time, long enough for a supervised restart), every subscription on the
+ * socket ends with SUBGRAPH_UNAVAILABLE. A socket that stops answering keep-alive pings is
+ * terminated, which counts as a drop.
+ *
+ * Resumable subscriptions (platform/graphql/subscription-position.ts, docs/decisions/0020): every
+ * `subscribe` asks for positions; a subgraph that reports them gets, on each re-subscription and
+ * each renewal, the position of the last event delivered, and sends what came after it. Events at
+ * or before that position are dropped, checkpoints are never delivered. So nothing committed
+ * during a drop is lost and nothing is delivered twice; a renewal hands over as soon as the next
+ * leg has answered.
  *
  * A subgraph ends a subscription when its identity expires (IDENTITY_EXPIRED, docs/decisions/0011),
  * so each one is renewed before then, make-before-break: a second subscription (the next "leg")
  * starts with a fresh identity while the first goes on delivering; as soon as both have sent the
  * same event they are in step and the first is completed; otherwise the first is completed just
  * before it expires, and the next leg's events that the first had not sent are delivered then.
- * Subscribers see neither a gap nor a repeated event.
+ * Subscribers see neither a gap nor a repeated event. (A resumable subscription hands over by
+ * position instead, see above.)
  */
 import { createClient, type Client } from 'graphql-ws';
 import { GraphQLError, type ExecutionResult } from 'graphql';
 import { decodeJwt } from 'jose';
 import WebSocket from 'ws';
 import { ErrorCode } from '../../platform/errors/index.ts';
+import { parsePosition, positionExtension, resumeAfterExtension } from '../../platform/graphql/subscription-position.ts';
 import { gatewayIdentityHeader } from '../../platform/identity/gateway-identity.ts';
 import { anonymous, type Identity } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
@@ -46,11 +56,16 @@ export interface UpstreamOptions {
    */
   decorate: (request: SubgraphRequest) => Promise<void>;
   log: Logger;
-  /** Reconnection attempts after a drop before subscriptions end with SUBGRAPH_UNAVAILABLE. @default 8 */
-  retryAttempts?: number;
+  /**
+   * How long the gateway keeps reconnecting to a subgraph whose socket dropped before its
+   * subscriptions end with SUBGRAPH_UNAVAILABLE: longer than a supervised restart (the
+   * supervisor's back-off of up to ~10 s plus a start of several seconds on a busy machine).
+   * @default 60_000
+   */
+  reconnectBudgetMs?: number;
   /** First back-off; doubles per attempt up to `maxRetryWaitMs`, with jitter. @default 250 */
   retryWaitMs?: number;
-  /** @default 5_000 */
+  /** The back-off's cap: a subgraph that is back is reconnected within about this. @default 2_000 */
   maxRetryWaitMs?: number;
   /** Ping each subgraph socket this often... @default 10_000 */
   keepAliveMs?: number;
@@ -107,16 +122,16 @@ export class UpstreamSubscriptions {
 
   constructor(options: UpstreamOptions) {
     this.#options = {
-      retryAttempts: 8,
+      reconnectBudgetMs: 60_000,
       retryWaitMs: 250,
-      maxRetryWaitMs: 5_000,
+      maxRetryWaitMs: 2_000,
       keepAliveMs: 10_000,
       pongTimeoutMs: 5_000,
       identityTtlMs: 300_000,
       renewBeforeExpiryMs: 30_000,
       ...options,
     };
-    for (const name of ['identityTtlMs', 'renewBeforeExpiryMs'] as const) {
+    for (const name of ['identityTtlMs', 'renewBeforeExpiryMs', 'reconnectBudgetMs'] as const) {
       const value = this.#options[name];
       if (!Number.isFinite(value) || value <= 0) throw new Error(`UpstreamSubscriptions: ${name} must be a positive number of milliseconds, got ${value}`);
     }
@@ -179,6 +194,8 @@ export class UpstreamSubscriptions {
     let pongTimer: NodeJS.Timeout | undefined;
     /** Subscriptions sent before a reconnection carry extensions that may have expired since. */
     let connectedBefore = false;
+    /** Since when the socket has been down (undefined while it is up): the budget runs from here. */
+    let downSince: number | undefined;
     const upstreams = new Set<RenewedSubscription>();
     const client = createClient({
       url,
@@ -186,8 +203,14 @@ export class UpstreamSubscriptions {
       lazy: true,
       lazyCloseTimeout: 0,
       keepAlive: this.#options.keepAliveMs,
-      retryAttempts: this.#options.retryAttempts,
-      shouldRetry: () => true,
+      // Bounded by time, not by a count of attempts: what must be outlasted is a restart's duration.
+      retryAttempts: Number.MAX_SAFE_INTEGER,
+      shouldRetry: () => {
+        downSince ??= Date.now();
+        if (Date.now() - downSince < this.#options.reconnectBudgetMs) return true;
+        log.warn('subgraph did not come back within the reconnection budget: its subscriptions end', { subgraph: request.subgraph, budgetMs: this.#options.reconnectBudgetMs });
+        return false;
+      },
       retryWait: async (retries) => {
         const wait = Math.min(this.#options.retryWaitMs * 2 ** retries, this.#options.maxRetryWaitMs);
         await new Promise((resolve) => setTimeout(resolve, wait / 2 + Math.random() * (wait / 2)));
@@ -215,6 +238,7 @@ export class UpstreamSubscriptions {
         },
         connected: (_socket, _payload, wasRetry) => {
           connectedBefore = true;
+          downSince = undefined;
           if (!wasRetry) return;
           this.#counters.reconnections++;
           log.info('subgraph socket reconnected: subscriptions resumed', { subgraph: request.subgraph });
@@ -222,6 +246,7 @@ export class UpstreamSubscriptions {
         },
         closed: (event) => {
           clearTimeout(pongTimer);
+          downSince ??= Date.now();
           const { code, reason } = event as { code?: number; reason?: string };
           if (code !== 1000) log.debug('subgraph socket closed', { subgraph: request.subgraph, code, reason });
         },
@@ -261,6 +286,8 @@ const maxHeldEvents = 64;
 class RenewedSubscription {
   #current: Leg | undefined;
   #next: Leg | undefined;
+  /** The position of the last event delivered (or checkpoint received), once the subgraph reports positions. */
+  #position: bigint | undefined;
   #renewTimer: NodeJS.Timeout | undefined;
   #handOverTimer: NodeJS.Timeout | undefined;
   #ended = false;
@@ -301,7 +328,8 @@ class RenewedSubscription {
   }
 
   resubscribed(): void {
-    this.sink.resubscribed?.();
+    // Resumed by position, it repeats nothing: only a subscription without positions may.
+    if (this.#position === undefined) this.sink.resubscribed?.();
   }
 
   #startLeg(): Leg {
@@ -352,6 +380,8 @@ class RenewedSubscription {
     // The same object: graphql-ws re-sends it as it is after a reconnection.
     for (const name of Object.keys(leg.payload.extensions)) delete leg.payload.extensions[name];
     Object.assign(leg.payload.extensions, headers);
+    // Where to resume: after the last event delivered; null asks a new subscription for positions.
+    leg.payload.extensions[resumeAfterExtension] = this.#position === undefined ? null : String(this.#position);
     leg.decoratedAt = Date.now();
     leg.expiresAt = expiryOf(headers[gatewayIdentityHeader]) ?? leg.decoratedAt + this.options.identityTtlMs;
   }
@@ -374,6 +404,8 @@ class RenewedSubscription {
   }
 
   #onNext(leg: Leg, result: ExecutionResult): void {
+    const position = parsePosition(result.extensions?.[positionExtension]);
+    if (position !== undefined) return this.#onPositioned(leg, result, position);
     leg.latest = result;
     leg.latestJson = undefined;
     if (leg === this.#current) this.sink.next(result);
@@ -388,8 +420,32 @@ class RenewedSubscription {
     else if (next.held.length > maxHeldEvents) this.#handOver(true);
   }
 
+  /**
+   * An event (or checkpoint) with its position. A next leg that answers takes over at once: it
+   * sends everything after the position it was given, and what the subscriber already has is
+   * dropped by position. Checkpoints only move the position.
+   */
+  #onPositioned(leg: Leg, result: ExecutionResult, position: bigint): void {
+    if (leg === this.#next) this.#handOver(false);
+    if (leg !== this.#current) return;
+    if (this.#position !== undefined && position <= this.#position) return;
+    this.#position = position;
+    if (result.data === undefined && !result.errors?.length) return;
+    leg.latest = result;
+    leg.latestJson = undefined;
+    this.sink.next(result);
+  }
+
   #onError(leg: Leg, errors: readonly GraphQLError[]): void {
     const expired = errors.some((error) => error.extensions?.code === 'IDENTITY_EXPIRED');
+    if (leg === this.#current && expired && this.#position !== undefined) {
+      // Expired before a renewal took over (a long drop, a slow subgraph): resumed by position
+      // on the next leg, or a fresh one, the subscriber misses nothing.
+      if (this.#next) return this.#handOver(false);
+      this.counters.renewals++;
+      this.#current = this.#startLeg();
+      return;
+    }
     if (leg === this.#current && expired && this.#next?.dispose) return this.#handOver(true);
     if (leg === this.#next && expired) {
       // Cannot happen with a fresh identity, but the current leg still serves: renew again later.

@@ -19,16 +19,22 @@
  *
  * Each operation runs with a context built from its identity, as an HTTP request's would be, and
  * its errors are formatted by the same masking as HTTP.
+ *
+ * A subscription the gateway makes resumable (`extensions["x-commerce-resume-after"]`,
+ * docs/decisions/0020) gets `resume` in its context, and each event's position (which its
+ * resolver attaches to the source event) in the result's extensions; a checkpoint is sent as a
+ * result with the position alone. Other subscriptions get neither.
  */
 import { randomUUID } from 'node:crypto';
 import type { Server } from 'node:http';
-import { GraphQLError, getOperationAST, validate, type ExecutionResult, type GraphQLSchema } from 'graphql';
+import { GraphQLError, createSourceEventStream, execute, getOperationAST, validate, type ExecutionArgs, type ExecutionResult, type GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
 import type { CryptoKey } from 'jose';
 import { WebSocketServer } from 'ws';
 import { ErrorCode } from '../errors/index.ts';
 import { formatGraphQLError } from '../errors/masking.ts';
 import { defaultMaxBodyBytes } from '../http/graphql-http.ts';
+import { isCheckpoint, positionExtension, positionOf, resumeRequestOf } from '../graphql/subscription-position.ts';
 import { gatewayIdentityHeader, verifyGatewayIdentity, verifyGatewayIdentityClaims } from '../identity/gateway-identity.ts';
 import type { Logger } from '../logging/logger.ts';
 import { logWebSocketErrors } from '../logging/socket-errors.ts';
@@ -113,6 +119,8 @@ export function attachSubscriptions<TContext extends RequestScope>(options: Subs
         if (errors.length > 0) return errors;
         const tooCostly = admission.checkCost(document, payload.operationName, payload.variables ?? undefined);
         if (tooCostly) return [tooCostly];
+        const resume = resumeRequestOf(payload.extensions);
+        if (resume === 'invalid') return [new GraphQLError('The resume position must be a non-negative integer as a string, or null', { extensions: { code: ErrorCode.BAD_REQUEST } })];
         extra.expiries.set(id, verified.expiresAt);
         const requestId = `${extra.connectionId}:${id}`;
         return {
@@ -120,9 +128,15 @@ export function attachSubscriptions<TContext extends RequestScope>(options: Subs
           document,
           ...(payload.operationName ? { operationName: payload.operationName } : {}),
           ...(payload.variables ? { variableValues: payload.variables } : {}),
-          contextValue: options.createContext({ identity: verified.identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent: null } }),
+          contextValue: options.createContext({
+            identity: verified.identity,
+            requestId,
+            causation: { correlationId: requestId, causationId: requestId, traceparent: null },
+            ...(resume ? { resume } : {}),
+          }),
         };
       },
+      subscribe: subscribeWithPositions,
       // The subscription's events, until its identity expires: then IDENTITY_EXPIRED (graphql-ws
       // sends it as the operation's `error`) and the source stops.
       onOperation: (ctx, id, _payload, _args, result) => {
@@ -151,6 +165,53 @@ export function attachSubscriptions<TContext extends RequestScope>(options: Subs
       await new Promise<void>((resolve) => wss.close(() => resolve()));
     },
   };
+}
+
+/**
+ * graphql-js's `subscribe` (the source stream, each event executed with it as the root value),
+ * except that a resumable subscription's results carry their events' positions, and its
+ * checkpoints are sent as a position alone; a subscription that is not resumable gets no
+ * checkpoint at all.
+ */
+async function subscribeWithPositions(args: ExecutionArgs): Promise<AsyncGenerator<ExecutionResult> | ExecutionResult> {
+  const source = await createSourceEventStream(args);
+  if (!isAsyncIterable(source)) return source as ExecutionResult;
+  const resumable = (args.contextValue as RequestScope | undefined)?.resume !== undefined;
+  return mapEvents(source, async (event) => {
+    const position = positionOf(event);
+    if (isCheckpoint(event)) return resumable ? { extensions: { [positionExtension]: position } } : undefined;
+    const result = await execute({ ...args, rootValue: event });
+    if (!resumable || position === undefined) return result;
+    return { ...result, extensions: { ...result.extensions, [positionExtension]: position } };
+  });
+}
+
+/** `source` mapped by `map` (undefined: skipped); leaving it returns the source at once. */
+function mapEvents(source: AsyncIterable<unknown>, map: (event: unknown) => Promise<ExecutionResult | undefined>): AsyncGenerator<ExecutionResult> {
+  const iterator = source[Symbol.asyncIterator]();
+  const done = { done: true as const, value: undefined };
+  const mapped: AsyncGenerator<ExecutionResult> = {
+    async next() {
+      for (;;) {
+        const step = await iterator.next();
+        if (step.done) return done;
+        const result = await map(step.value);
+        if (result) return { done: false, value: result };
+      }
+    },
+    async return() {
+      await iterator.return?.();
+      return done;
+    },
+    async throw(error: unknown) {
+      await iterator.return?.();
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return mapped;
+    },
+  };
+  return mapped;
 }
 
 function isAsyncIterable(value: unknown): value is AsyncIterable<ExecutionResult> {

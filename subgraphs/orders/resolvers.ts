@@ -19,10 +19,11 @@ export const resolvers: GraphQLResolverMap<OrdersContext> = {
   Subscription: {
     orderStatusChanged: {
       subscribe: (_root: unknown, { orderId }: { orderId: string }, ctx: OrdersContext) =>
-        orderStatusChanges({ feed: ctx.projectionFeed, readModel: ctx.readModel, identity: ctx.identity }, orderId),
+        orderStatusChanges({ feed: ctx.projectionFeed, readModel: ctx.readModel, identity: ctx.identity, ...(ctx.resume ? { resume: ctx.resume } : {}) }, orderId),
     },
     myOrderUpdates: {
-      subscribe: (_root: unknown, _args: unknown, ctx: OrdersContext) => myOrderUpdates({ feed: ctx.projectionFeed, readModel: ctx.readModel, identity: ctx.identity }),
+      subscribe: (_root: unknown, _args: unknown, ctx: OrdersContext) =>
+        myOrderUpdates({ feed: ctx.projectionFeed, readModel: ctx.readModel, identity: ctx.identity, ...(ctx.resume ? { resume: ctx.resume } : {}) }),
     },
   },
   Order: {

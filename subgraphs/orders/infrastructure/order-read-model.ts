@@ -34,6 +34,13 @@ export interface OrderHistory {
   states: (OrderSummary & { committedBefore: boolean })[];
 }
 
+/** A customer's changes in feed order, and how far the feed was when they were read. */
+export interface CustomerChanges {
+  horizon: string;
+  /** Each change with the order's states up to it (the last one is the change). */
+  changes: { position: string; states: OrderHistory['states'] }[];
+}
+
 /** Where a page of a customer's orders starts: after this order in (placed_at desc, order_id) order. */
 export interface OrderPosition {
   placedAt: string;
@@ -227,6 +234,62 @@ export class OrderReadModel {
   async currentSnapshot(): Promise<string> {
     const [row] = await this.db.$queryRaw<{ snapshot: string }[]>`SELECT pg_current_snapshot()::text AS snapshot`;
     return row!.snapshot;
+  }
+
+  /**
+   * Where the change feed is now: the last feed position projected, and the snapshot it was read
+   * in (one statement, so every change not in the snapshot is numbered after `horizon`).
+   */
+  async feedHead(): Promise<{ horizon: string; snapshot: string }> {
+    const [row] = await this.db.$queryRaw<{ horizon: string; snapshot: string }[]>`
+      SELECT (SELECT COALESCE(max(feed_position), 0) FROM order_timeline)::text AS horizon, pg_current_snapshot()::text AS snapshot`;
+    return row!;
+  }
+
+  /**
+   * One customer's changes after feed position `after`, in feed order, at most `limit` of them,
+   * each as the order was then (its states up to that change, from its stream), in ONE statement
+   * for any number of orders: the projection says which changes and in what order, the streams
+   * what each state was. `horizon` is the last feed position projected when it was read: when
+   * fewer than `limit` changes came back, every later change of the customer is numbered after
+   * it. With `snapshot`, each change tells whether its event had committed by then.
+   */
+  async customerChangesAfter(customerId: string, after: string, limit: number, snapshot?: string): Promise<CustomerChanges> {
+    const rows = await this.db.$queryRaw<{ order_id: string | null; version: number; type: OrderEvent['type']; data: OrderEvent['data']; feed_position: string | null; before: boolean; horizon: string | null }[]>`
+      WITH changed AS (
+        SELECT t.order_id, t.position, t.feed_position
+        FROM order_timeline t JOIN order_summaries s ON s.order_id = t.order_id
+        WHERE s.customer_id = ${customerId}::uuid AND t.feed_position > ${after}::bigint
+        ORDER BY t.feed_position
+        LIMIT ${limit}
+      ), upto AS (SELECT order_id, max(position) AS version FROM changed GROUP BY order_id)
+      SELECT NULL::text AS order_id, 0 AS version, NULL AS type, NULL::jsonb AS data, NULL::text AS feed_position, false AS before,
+             (SELECT COALESCE(max(feed_position), 0) FROM order_timeline)::text AS horizon
+      UNION ALL
+      SELECT e.order_id::text, e.version, e.type, e.data, c.feed_position::text,
+             COALESCE(pg_visible_in_snapshot(e.tx_id, ${snapshot ?? null}::text::pg_snapshot), false), NULL
+      FROM upto u JOIN order_events e ON e.order_id = u.order_id AND e.version <= u.version
+      LEFT JOIN changed c ON c.order_id = e.order_id AND c.position = e.version
+      ORDER BY 1 NULLS FIRST, 2`;
+    let horizon = '0';
+    const changes: CustomerChanges['changes'] = [];
+    let states: OrderHistory['states'] = [];
+    let summary: OrderSummary | null = null;
+    for (const row of rows) {
+      if (row.order_id === null) {
+        horizon = row.horizon ?? '0';
+        continue;
+      }
+      if (states[0]?.orderId !== row.order_id) {
+        states = [];
+        summary = null;
+      }
+      summary = projectEvent(summary, { type: row.type, data: row.data } as OrderEvent, row.version, row.order_id).summary;
+      states.push({ ...summary, committedBefore: row.before });
+      if (row.feed_position !== null) changes.push({ position: row.feed_position, states: [...states] });
+    }
+    changes.sort((a, b) => (BigInt(a.position) < BigInt(b.position) ? -1 : 1));
+    return { horizon, changes };
   }
 
   /** A customer's orders, newest first: a keyset page after `after`. */

@@ -5,15 +5,17 @@
  * replica hears every change, whichever replica's projector made it.
  *
  * The connection opens with the first subscriber and closes when the last one leaves. A lost
- * connection is reopened while subscribers remain (changes made meanwhile are not replayed:
- * subscribers see the next status change).
+ * connection is reopened while subscribers remain; once it is, every listener is called with
+ * `null` ("something may have changed while nobody listened"), and reads what it has not sent:
+ * a database restart loses no change (docs/decisions/0020).
  */
 import pg from 'pg';
 import { createLogger, errorFields, type Logger } from '../../../platform/logging/logger.ts';
 import { isUuid } from '../../../platform/ids.ts';
 import { ORDER_PROJECTIONS_CHANNEL } from '../projections/projector.ts';
 
-export type ProjectionListener = (orderIds: readonly string[]) => void;
+/** The orders a committed projection batch changed, or `null` when notifications may have been missed. */
+export type ProjectionListener = (orderIds: readonly string[] | null) => void;
 
 export interface OrderProjectionFeedOptions {
   databaseUrl: string;
@@ -31,6 +33,8 @@ export class OrderProjectionFeed {
   #connecting: Promise<void> | undefined;
   #reconnectTimer: NodeJS.Timeout | undefined;
   #closed = false;
+  /** The connection was lost while listeners remained: they may have missed notifications. */
+  #missed = false;
 
   constructor(options: OrderProjectionFeedOptions) {
     this.#options = { databaseUrl: options.databaseUrl, reconnectMs: options.reconnectMs ?? 1_000 };
@@ -104,6 +108,7 @@ export class OrderProjectionFeed {
     const lost = (error?: Error) => {
       if (this.#client !== client) return;
       this.#client = undefined;
+      this.#missed = true;
       if (error) this.#log.warn('LISTEN connection lost', errorFields(error));
       client.end().catch(() => {});
       this.#scheduleReconnect();
@@ -113,14 +118,7 @@ export class OrderProjectionFeed {
     client.on('notification', (message) => {
       if (message.channel !== ORDER_PROJECTIONS_CHANNEL) return;
       const orderIds = parseOrderIds(message.payload);
-      if (orderIds.length === 0) return;
-      for (const listener of [...this.#listeners]) {
-        try {
-          listener(orderIds);
-        } catch (error) {
-          this.#log.warn('projection listener failed', errorFields(error));
-        }
-      }
+      if (orderIds.length > 0) this.#tell(orderIds);
     });
     try {
       await client.connect();
@@ -134,6 +132,20 @@ export class OrderProjectionFeed {
       return;
     }
     this.#client = client;
+    if (this.#missed) {
+      this.#missed = false;
+      this.#tell(null);
+    }
+  }
+
+  #tell(orderIds: readonly string[] | null): void {
+    for (const listener of [...this.#listeners]) {
+      try {
+        listener(orderIds);
+      } catch (error) {
+        this.#log.warn('projection listener failed', errorFields(error));
+      }
+    }
   }
 
   #scheduleReconnect(): void {
