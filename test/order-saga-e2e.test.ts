@@ -4,7 +4,7 @@ import { deterministicUuid } from '../platform/ids.ts';
 import { demoProducts, demoUsers } from '../scripts/demo/data.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
 import { connectInventoryDatabase } from '../subgraphs/inventory/infrastructure/database.ts';
-import { errorCodes, graphql, type GraphQLResponse } from './support/graphql.ts';
+import { errorCodes, graphql, graphqlRetryingOverload, type GraphQLResponse } from './support/graphql.ts';
 import { startStack, type Stack } from './support/stack.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -177,7 +177,8 @@ describe('inventory never oversells through the whole saga', { timeout: 180_000 
   afterAll(() => stack?.stop());
 
   async function place(lines: { productId: string; quantity: number }[]) {
-    const response = await graphql(stack.gatewayUrl, {
+    // 100 at once may meet a full writers' queue on a busy machine: the client retries, as told.
+    const response = await graphqlRetryingOverload(stack.gatewayUrl, {
       query: `mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }`,
       variables: { input: { lines, shippingAddress: address, paymentToken: 'tok_visa', idempotencyKey: randomUUID() } },
       token: customer,

@@ -1,7 +1,7 @@
 /** Orders placed and moved along through the gateway, as a client would. */
 import { randomUUID } from 'node:crypto';
 import { demoProducts } from '../../scripts/demo/data.ts';
-import { graphql } from './graphql.ts';
+import { graphql, graphqlRetryingOverload } from './graphql.ts';
 import { waitFor } from './wait.ts';
 
 export const inStockProducts = demoProducts.filter((p) => p.stock >= 20);
@@ -9,7 +9,8 @@ export const testAddress = { name: 'Carl Customer', line1: '1 Main Street', city
 
 /** Places an order of `quantity` × the first well-stocked demo product; returns its id. */
 export async function placeOrder(gatewayUrl: string, token: string, options: { paymentToken?: string; quantity?: number } = {}): Promise<string> {
-  const response = await graphql(gatewayUrl, {
+  // Retried with the same idempotency key while the platform says SERVICE_OVERLOADED, as a client would.
+  const response = await graphqlRetryingOverload(gatewayUrl, {
     query: `mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id status } }`,
     variables: {
       input: {
@@ -27,7 +28,7 @@ export async function placeOrder(gatewayUrl: string, token: string, options: { p
 
 /** As admin (standing in for the carrier): moves the order's shipment to `to`. */
 export async function advanceShipment(gatewayUrl: string, adminToken: string, orderId: string, to: 'DISPATCHED' | 'IN_TRANSIT' | 'DELIVERED'): Promise<void> {
-  const response = await graphql(gatewayUrl, { query: `mutation ($id: ID!) { advanceShipment(orderId: $id, to: ${to}) { status } }`, variables: { id: orderId }, token: adminToken });
+  const response = await graphqlRetryingOverload(gatewayUrl, { query: `mutation ($id: ID!) { advanceShipment(orderId: $id, to: ${to}) { status } }`, variables: { id: orderId }, token: adminToken });
   if (response.errors) throw new Error(`advanceShipment failed: ${JSON.stringify(response.errors)}`);
 }
 
