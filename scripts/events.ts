@@ -6,6 +6,10 @@
  *   republish <context> --since <ISO time>         marks published outbox rows unpublished (broker loss)
  * It finds the platform through the environment (DATABASE_URL / <CONTEXT>_DATABASE_URL, NATS_URL
  * or EVENT_BUS_DATABASE_URL), or else through the runtime file of a running `npm start`.
+ *
+ * It never declares anything on the bus: a stream created here would have no consumers, and every
+ * event published into it until the services declared them would be lost (docs/decisions/0018).
+ * When the stream is missing it says so; the services declare it again with its consumers.
  */
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -80,7 +84,7 @@ async function main(): Promise<void> {
     }
     return;
   }
-  const bus = await createEventBus(platform.busEnv);
+  const bus = await createEventBus(platform.busEnv, { nats: { declare: false } });
   try {
     if (command === 'status') return await status(platform, bus);
     if (command === 'dlq' && sub === 'list') return await listDeadLetters(bus, values.consumer);

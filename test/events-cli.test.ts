@@ -1,17 +1,26 @@
 import { execFile } from 'node:child_process';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect as connectNats } from '@nats-io/transport-node';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createEnvelope, type EventEnvelope } from '../platform/events/envelope.ts';
 import { handleOnce } from '../platform/events/inbox.ts';
 import type { Subscription } from '../platform/events/bus.ts';
 import { connectInventoryDatabase, type InventoryDatabase } from '../subgraphs/inventory/infrastructure/database.ts';
-import { startStack, type Stack, type TestBusKind } from './support/stack.ts';
+import { dropDatabase } from '../platform/database/provision.ts';
+import { startPrivateNats } from './support/private-nats.ts';
+import { freshDatabases, startStack, type Stack, type TestBusKind } from './support/stack.ts';
 
 function events(stack: Stack, ...args: string[]): Promise<{ code: number; output: string }> {
+  return eventsWith({ ...stack.eventBusEnv }, stack.databaseUrls, ...args);
+}
+
+/** `npm run events -- <args>` with this bus environment and these contexts' databases. */
+function eventsWith(busEnv: Record<string, string>, databaseUrls: Record<string, string>, ...args: string[]): Promise<{ code: number; output: string }> {
   const env = {
     ...process.env,
-    ...stack.eventBusEnv,
-    ...Object.fromEntries(Object.entries(stack.databaseUrls).map(([context, url]) => [`${context.toUpperCase()}_DATABASE_URL`, url])),
+    ...busEnv,
+    ...Object.fromEntries(Object.entries(databaseUrls).map(([context, url]) => [`${context.toUpperCase()}_DATABASE_URL`, url])),
     LOG_LEVEL: 'error',
   };
   return new Promise((resolve) => {
@@ -96,5 +105,33 @@ describe.each<TestBusKind>(['postgres', 'nats'])('npm run events, on the %s bus'
     const { code, output } = await events(stack, 'frobnicate');
     expect(code).toBe(1);
     expect(output).toContain('usage: npm run events --');
+  });
+});
+
+describe('npm run events, on a NATS without the platform’s stream (it lost its data, or no service started yet)', () => {
+  it('status and dlq list say the stream does not exist, and create neither a stream nor a consumer', { timeout: 60_000 }, async () => {
+    const nats = await startPrivateNats();
+    const databaseUrls = await freshDatabases();
+    try {
+      const status = await eventsWith({ NATS_URL: nats.url }, databaseUrls, 'status');
+      expect(status.code).toBe(1);
+      // The outbox backlog is still shown: it is read from the contexts' databases.
+      expect(status.output).toMatch(/\n\s+catalog\s+0\s*\n/);
+      expect(status.output).toContain('The stream "DOMAIN_EVENTS" does not exist on NATS');
+      const list = await eventsWith({ NATS_URL: nats.url }, databaseUrls, 'dlq', 'list');
+      expect(list.code).toBe(1);
+      expect(list.output).toContain('does not exist on NATS');
+
+      const nc = await connectNats({ servers: nats.url });
+      try {
+        const streams = await (await jetstreamManager(nc)).streams.names().next();
+        expect(streams).toEqual([]);
+      } finally {
+        await nc.close();
+      }
+    } finally {
+      await nats.dispose();
+      for (const url of Object.values(databaseUrls)) await dropDatabase(url);
+    }
   });
 });

@@ -47,9 +47,42 @@ export interface ConsumerStatus {
   deadLetters: number;
 }
 
+/** How far one consumer is behind, for whoever must not judge before it caught up (the order saga's deadlines). */
+export interface ConsumerBacklog {
+  /** Events published but not yet handled (acknowledged) by this consumer, as in `status()`. */
+  lag: number;
+  /**
+   * When the oldest event not yet handled was published (broker clock), or null when none waits:
+   * every event published before it has been handled. An upper bound on NATS, where the
+   * consumer's acknowledgement floor is the measure.
+   */
+  oldestPublishedAt: Date | null;
+}
+
+/** What a readiness probe needs to know about the bus, read from state the adapter already holds. */
+export interface BusHealth {
+  /** Whether the adapter holds a working connection to its broker right now. */
+  connected: boolean;
+  /** Why it is not (or what it is doing), in words safe to show anyone: no URL, no secret. */
+  detail?: string;
+}
+
 export interface EventBus {
   /** `nats` or `postgres`, for logs and status output. */
   readonly kind: string;
+  /**
+   * The bus's connection state, synchronously and without a round trip to the broker, so that a
+   * readiness probe or a saga can ask it as often as it likes.
+   */
+  health(): BusHealth;
+  /**
+   * Since when the broker holds what it acknowledged, as this process last declared it: on NATS,
+   * the stream's creation. Events acknowledged before it went to a stream the broker has since
+   * lost (NATS restarted on a wiped store), so the outbox relay publishes them again
+   * (docs/decisions/0018). Undefined before the first declaration, and where the queue cannot be
+   * lost apart from a database (the PostgreSQL queue).
+   */
+  storedSince(): Date | undefined;
   /**
    * Publishes one event; resolves once the broker has durably accepted it. Publishing the same
    * `eventId` again is accepted and not delivered twice (broker-side de-duplication).
@@ -70,5 +103,7 @@ export interface EventBus {
   replayDeadLetters(selection: { ids: string[] } | { all: true; consumer?: string }): Promise<number>;
   /** Lag and dead letters per known consumer. */
   status(): Promise<ConsumerStatus[]>;
+  /** One consumer's backlog, in one or two round trips (cheaper than `status()`); zero for an unknown consumer. */
+  backlog(consumer: string): Promise<ConsumerBacklog>;
   close(): Promise<void>;
 }

@@ -18,6 +18,8 @@
  * relays wait on that lock and take over as soon as the leader's session ends, even by a crash.
  */
 import pg from 'pg';
+import { OutageLog } from '../database/outage.ts';
+import { createPool } from '../database/pool.ts';
 import { createLogger, errorFields, type Logger } from '../logging/logger.ts';
 import type { EventEnvelope } from './envelope.ts';
 
@@ -72,6 +74,18 @@ export interface OutboxRelayOptions {
   retentionMs?: number;
   /** How often the leader deletes published rows older than the retention. @default 600_000 (10 min) */
   cleanupIntervalMs?: number;
+  /**
+   * Since when the broker holds what it acknowledged (`EventBus.storedSince`), read before every
+   * scan. When rows were marked published before it, the broker lost them (NATS restarted on a
+   * wiped store): they are published again, in their original order (docs/decisions/0018).
+   * @default () => undefined (a broker that loses nothing apart from the outbox)
+   */
+  brokerStoredSince?: () => Date | undefined;
+  /**
+   * Rows marked published up to this long after `brokerStoredSince` are published again too, once
+   * a loss is found: the outbox's and the broker's clocks may differ by that much. @default 2_000
+   */
+  brokerClockSkewMs?: number;
   /** @default a logger named `outbox-relay.<name>` */
   logger?: Logger;
 }
@@ -108,6 +122,10 @@ export class OutboxRelay {
   #notified = false;
   #sleepers = new Set<{ until: WakeOn; wake: () => void }>();
   #purging = false;
+  /** The broker storage (its `storedSince`, in ms) whose losses this relay has republished. */
+  #storageChecked: number | undefined;
+  readonly #databaseOutage: OutageLog;
+  readonly #busOutage: OutageLog;
 
   constructor(options: OutboxRelayOptions) {
     if (!options.databaseUrl) throw new Error('OutboxRelay needs a databaseUrl');
@@ -122,12 +140,16 @@ export class OutboxRelay {
       retryBackoffMs: options.retryBackoffMs?.length ? options.retryBackoffMs : [100, 500, 1_000, 5_000],
       retentionMs: options.retentionMs ?? 7 * 24 * 3_600_000,
       cleanupIntervalMs: options.cleanupIntervalMs ?? 600_000,
+      brokerStoredSince: options.brokerStoredSince ?? (() => undefined),
+      brokerClockSkewMs: options.brokerClockSkewMs ?? 2_000,
     };
     if (!(this.#options.batchSize >= 1)) throw new Error('OutboxRelay batchSize must be at least 1');
     this.#log = options.logger ?? createLogger(`outbox-relay.${name}`);
-    this.#pool = new pg.Pool({ connectionString: options.databaseUrl, max: 2, keepAlive: true, connectionTimeoutMillis: 10_000 });
-    // An idle pooled connection that breaks must not crash the process; the next query reconnects.
-    this.#pool.on('error', (error) => this.#log.warn('outbox connection failed', errorFields(error)));
+    // One warning per outage, however many retries it takes (platform/database/outage.ts).
+    this.#databaseOutage = new OutageLog({ logger: this.#log, failure: 'outbox relay lost its database; retrying', recovery: 'outbox relay reconnected' });
+    this.#busOutage = new OutageLog({ logger: this.#log, failure: 'publishing failed; will retry in order', recovery: 'publishing again' });
+    // A pooled connection that breaks must not crash the process (pool.ts); the next query reconnects.
+    this.#pool = createPool({ connectionString: options.databaseUrl, max: 2, connectionTimeoutMillis: 10_000, logger: this.#log, lostMessage: 'outbox connection failed' });
   }
 
   get state(): RelayState {
@@ -202,10 +224,11 @@ export class OutboxRelay {
         client = await this.#acquireLeadership();
         if (!client) break;
         failures = 0;
+        this.#databaseOutage.recovered();
         await this.#lead();
       } catch (error) {
         if (this.#stopping) break;
-        this.#log.warn('outbox relay lost its database; retrying', { ...errorFields(error), attempt: failures + 1 });
+        this.#databaseOutage.failed(error);
         await this.#sleep(this.#backoff(failures++), 'stop');
       } finally {
         // Ending the session releases the advisory lock: another relay may lead from here on.
@@ -248,7 +271,8 @@ export class OutboxRelay {
   }
 
   #onLockConnectionLost(client: pg.Client, error?: Error): void {
-    if (client !== this.#lockClient) return;
+    // 'error' and then 'end' both report one loss.
+    if (client !== this.#lockClient || this.#lockLost) return;
     // Without its session the lock is gone: another relay may be publishing already.
     if (this.#state === 'leading') this.#log.warn('outbox relay lost its lock connection', error ? errorFields(error) : {});
     this.#lockLost = true;
@@ -263,14 +287,16 @@ export class OutboxRelay {
     let recheckMs = this.#options.inFlightRecheckMs;
     try {
       while (!this.#stopping && !this.#lockLost) {
+        await this.#republishWhatTheBrokerLost();
         this.#notified = false;
         const { published, failure } = await this.#publishBatch();
         if (failure) {
-          this.#log.warn('publishing failed; will retry in order', { ...errorFields(failure.error), attempt: failures + 1, published });
+          this.#busOutage.failed(failure.error, { published });
           await this.#sleep(this.#backoff(failures++), 'lock');
           continue;
         }
         failures = 0;
+        this.#busOutage.recovered();
         if (published === this.#options.batchSize) continue;
         if (published > 0) recheckMs = this.#options.inFlightRecheckMs;
         if (await this.#waitsBehindInFlight()) {
@@ -292,6 +318,7 @@ export class OutboxRelay {
    */
   async #publishBatch(): Promise<{ published: number; failure?: { error: unknown } }> {
     const { rows } = await this.#pool.query<OutboxRow>(OUTBOX_SCAN_SQL, [this.#options.batchSize]);
+    const storage = this.#options.brokerStoredSince()?.getTime();
     const done: string[] = [];
     let failure: { error: unknown } | undefined;
     for (const row of rows) {
@@ -304,8 +331,29 @@ export class OutboxRelay {
       }
       done.push(row.id);
     }
+    // The broker's storage changed during the batch (NATS came back without its data): some of
+    // these rows may have been acknowledged by the storage it lost, and marked now they would
+    // look published after the new one began. Left unmarked, they are published again.
+    if (done.length > 0 && this.#options.brokerStoredSince()?.getTime() !== storage) return { published: 0 };
     if (done.length > 0) await this.#pool.query('UPDATE outbox_events SET published_at = now() WHERE id = ANY($1::bigint[])', [done]);
     return { published: done.length, failure };
+  }
+
+  /**
+   * Marks unpublished again the rows the broker lost: those marked published before its storage
+   * began. Checked once per storage; the bus reports a new one only after it has declared the
+   * consumers again, so the republished events reach them.
+   */
+  async #republishWhatTheBrokerLost(): Promise<void> {
+    const since = this.#options.brokerStoredSince();
+    if (!since || since.getTime() === this.#storageChecked) return;
+    const { rowCount } = await this.#pool.query(
+      `UPDATE outbox_events SET published_at = NULL
+        WHERE published_at < $2 AND EXISTS (SELECT 1 FROM outbox_events WHERE published_at < $1)`,
+      [since, new Date(since.getTime() + this.#options.brokerClockSkewMs)],
+    );
+    if (rowCount) this.#log.warn('the broker lost events it had acknowledged: publishing them again from the outbox', { events: rowCount, brokerStoredSince: since.toISOString() });
+    this.#storageChecked = since.getTime();
   }
 
   /** Whether committed rows remain that the scan could not take yet (a transaction in flight). */

@@ -7,6 +7,9 @@ import type { EventBus, EventHandler, SubscribeOptions, Subscription } from '../
 import { declareConsumers } from '../events/consumers.ts';
 import { OutboxRelay, type OutboxRelayOptions } from '../events/relay.ts';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
+import { WriteQueue } from '../database/write-queue.ts';
+import { queueMutations } from './mutation-queue.ts';
+import { busCheck, databaseCheck } from './readiness.ts';
 import { startSubgraph, type RequestScope, type RunningSubgraph } from './server.ts';
 
 export interface ContextSubgraphOptions {
@@ -66,7 +69,7 @@ export interface ContextSubgraphSpec<TContext extends RequestScope> {
 
 /**
  * Starts a context's subgraph over its database, and with an event bus its outbox relay and its
- * consumers. Healthy while the database answers. Stopping stops consumers first (no new
+ * consumers. Ready while the database answers and the bus is connected. Stopping stops consumers first (no new
  * effects), then the relay (what is committed stays in the outbox), then HTTP and the database.
  */
 export async function startContextSubgraph<TContext extends RequestScope>(
@@ -76,10 +79,12 @@ export async function startContextSubgraph<TContext extends RequestScope>(
   const running = await startSubgraph<TContext>({
     name: spec.name,
     typeDefs: loadTypeDefs(spec.moduleUrl),
-    resolvers: spec.resolvers,
+    // Mutations wait their turn in the context's write queue; beyond it, SERVICE_OVERLOADED (docs/decisions/0016).
+    resolvers: queueMutations(spec.resolvers, new WriteQueue({ name: spec.name })),
     createContext: spec.createContext,
     gatewayPublicKey: options.gatewayPublicKey,
-    isHealthy: async () => (await spec.db.$queryRaw`SELECT 1`, true),
+    // Ready while its database answers and its bus is connected (readiness.ts).
+    readiness: [databaseCheck(() => spec.db.$queryRaw`SELECT 1`), ...(options.eventBus ? [busCheck(options.eventBus)] : [])],
     production: options.production,
     port: options.port,
     ...(options.host ? { host: options.host } : {}),
@@ -93,7 +98,11 @@ export async function startContextSubgraph<TContext extends RequestScope>(
       // Every consumer exists before this context publishes anything (see events/consumers.ts).
       await declareConsumers(bus);
       for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, consumer.handle));
-      relay = new OutboxRelay({ ...options.relay, name: spec.name, databaseUrl: options.databaseUrl, publish: (event) => bus.publish(event) }).start();
+      relay = new OutboxRelay({
+        ...options.relay, name: spec.name, databaseUrl: options.databaseUrl, publish: (event) => bus.publish(event),
+        // What the broker lost is published again from the outbox (docs/decisions/0018).
+        brokerStoredSince: () => bus.storedSince(),
+      }).start();
     }
   } catch (error) {
     await Promise.all(subscriptions.map((subscription) => subscription.stop()));

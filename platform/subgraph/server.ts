@@ -1,7 +1,8 @@
 /**
  * Runs one bounded context as an Apollo Federation 2 subgraph. What every subgraph shares lives
  * here once: the signed-identity check that refuses requests that did not come through the
- * gateway (`_entities` and `_service` included), error masking, `/health`, graceful stop.
+ * gateway (`_entities` and `_service` included), error masking, `/health` (liveness) and `/ready`
+ * (readiness: its dependencies, readiness.ts), graceful stop.
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
@@ -12,6 +13,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/res
 import type { DocumentNode } from 'graphql';
 import type { CryptoKey } from 'jose';
 import { formatErrorForClient } from '../errors/masking.ts';
+import { overloadStatus } from '../graphql/overload-status.ts';
 import { rejectInvalidText } from '../graphql/text-input.ts';
 import { createGraphQLHttpServer, close, listen, sendJson } from '../http/graphql-http.ts';
 import { gatewayIdentityHeader, verifyGatewayIdentity } from '../identity/gateway-identity.ts';
@@ -20,6 +22,7 @@ import type { Causation } from '../events/envelope.ts';
 import { createLogger } from '../logging/logger.ts';
 import { requestErrorLogging } from '../logging/request-errors.ts';
 import { createSubgraphAdmission, type SubgraphAdmissionOptions } from './admission.ts';
+import { readinessOf, type DependencyCheck } from './readiness.ts';
 import { requestDeadlinePlugin, trackRequestDeadline } from './deadline.ts';
 import { withSubgraphRefusalCodes } from './refusals.ts';
 import { attachSubscriptions, type SubscriptionServer } from './subscriptions.ts';
@@ -29,6 +32,11 @@ export interface RequestScope {
   requestId: string;
   /** Carried by every event this request leads to: correlation = the request id. */
   causation: Causation;
+  /**
+   * Set on a subscription the gateway made resumable (platform/graphql/subscription-position.ts):
+   * its events carry positions, and `after`, when set, is the position to resume after.
+   */
+  resume?: { after: string | undefined };
 }
 
 export interface SubgraphOptions<TContext extends RequestScope> {
@@ -39,8 +47,11 @@ export interface SubgraphOptions<TContext extends RequestScope> {
   createContext: (scope: RequestScope) => TContext;
   /** Public key of the gateway's identity signatures. */
   gatewayPublicKey: CryptoKey;
-  /** Answers true while the subgraph can serve (e.g. its database answers). */
-  isHealthy: () => Promise<boolean>;
+  /**
+   * What `/ready` checks (e.g. its database and its event bus, readiness.ts); `/health` checks
+   * nothing beyond the process answering. @default [] (ready whenever it answers)
+   */
+  readiness?: readonly DependencyCheck[];
   /** Masks internal errors and turns introspection off. */
   production: boolean;
   port: number;
@@ -91,6 +102,8 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
       rejectInvalidText<TContext>(),
       // One line per failed request, however many errors it has (formatError logs nothing).
       requestErrorLogging<TContext>(log, { production: options.production }),
+      // Nothing done because of overload: 503 with Retry-After (docs/decisions/0016).
+      overloadStatus<TContext>(),
     ],
     formatError: (formatted, error) => withSubgraphRefusalCodes(formatErrorForClient(formatted, error, { maskInternalErrors: options.production }), error),
   });
@@ -132,9 +145,11 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
       return context;
     },
     routes: {
-      '/health': async (_request, response) => {
-        const healthy = await options.isHealthy().catch(() => false);
-        sendJson(response, healthy ? 200 : 503, { status: healthy ? 'ok' : 'unavailable', subgraph: options.name });
+      // Liveness: the process answers. A database or a broker away is readiness's business.
+      '/health': async (_request, response) => sendJson(response, 200, { status: 'ok', subgraph: options.name }),
+      '/ready': async (_request, response) => {
+        const { ready, body } = await readinessOf(options.name, options.readiness ?? []);
+        sendJson(response, ready ? 200 : 503, body);
       },
     },
   });

@@ -99,6 +99,9 @@ export class BusMeter {
     };
     return {
       kind: bus.kind,
+      health: () => bus.health(),
+      storedSince: () => bus.storedSince(),
+      backlog: (consumer) => bus.backlog(consumer),
       publish: async (event) => {
         const since = performance.now();
         await bus.publish(event);

@@ -8,15 +8,21 @@
  * reads `<prefix>.>` and acknowledges the events it did not ask for at once. The price: the
  * server sends every event to every consumer, and `lag` also counts events of other types while a
  * consumer is away. On NATS ≥ 2.10, `filter_subjects` would remove both.
+ *
+ * What exists on the server, and when it is declared again (after a reconnect, or when found
+ * missing), is nats-topology.ts's business; this file publishes, consumes and parks. A publish
+ * acknowledged with a lower sequence than before tells that NATS came back without its data
+ * (docs/decisions/0018).
  */
 import { connect, headers as natsHeaders, type NatsConnection } from '@nats-io/transport-node';
 import {
-  AckPolicy, DeliverPolicy, DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType,
-  jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager, type JsMsg, type MsgRequest, type StreamConfig,
+  DiscardPolicy, JetStreamApiError, RetentionPolicy, StorageType,
+  jetstream, jetstreamManager, type ConsumerMessages, type JetStreamClient, type JetStreamManager, type JsMsg, type MsgRequest,
 } from '@nats-io/jetstream';
 import { createLogger, errorFields, type Logger } from '../../logging/logger.ts';
 import type { EventEnvelope } from '../envelope.ts';
 import type { ConsumerStatus, DeadLetter, EventBus, EventHandler, SubscribeOptions, Subscription } from '../bus.ts';
+import { createTopology, type Topology } from './nats-topology.ts';
 import { assertPublishable, backoffAfter, createLimiter, runHandler, subscriptionRules, type SubscriptionRules } from './rules.ts';
 
 export interface JetStreamBusOptions {
@@ -40,19 +46,37 @@ export interface JetStreamBusOptions {
   timeoutMs?: number;
   /** Connection name shown in the server's monitoring. @default 'event-bus' */
   name?: string;
+  /**
+   * Whether this client declares the streams and durable consumers: at start, after every
+   * reconnect, and whenever it finds them missing (nats-topology.ts). Services do. Operators'
+   * tools (`npm run events`) pass false: they only read, and fail saying the stream is missing
+   * rather than create it without its consumers. @default true
+   */
+  declare?: boolean;
   /** @default createLogger('event-bus.nats') */
   logger?: Logger;
 }
 
 const nanos = (ms: number) => Math.round(ms * 1_000_000);
 const replayToken = '_replay';
+/** Waits between failed re-declarations in the background: soon after NATS is back, never a storm. */
+const redeclareBackoffMs = [250, 500, 1_000, 2_000, 5_000];
+const streamNotFound = 10059;
 const encoder = new TextEncoder();
+
+/** A stream the bus needs is not on the server, and this client was not to declare it. */
+export class StreamMissingError extends Error {
+  constructor(readonly stream: string) {
+    super(`The stream "${stream}" does not exist on NATS: no service has started yet, or NATS lost its data (the services declare it again with its consumers, and their relays republish what it lost)`);
+    this.name = 'StreamMissingError';
+  }
+}
 
 export async function createJetStreamBus(options: JetStreamBusOptions): Promise<EventBus> {
   const {
     servers, stream = 'DOMAIN_EVENTS', subjectPrefix = 'events', duplicateWindowMs = 120_000, replicas = 1,
     maxAgeMs = 14 * 24 * 3_600_000, deadLetterStream = `${stream}_DEAD_LETTERS`, ackWaitMs = 10_000, timeoutMs = 5_000,
-    name = 'event-bus', logger = createLogger('event-bus.nats'),
+    name = 'event-bus', declare = true, logger = createLogger('event-bus.nats'),
   } = options;
   const serverList = [servers].flat();
   if (serverList.length === 0 || serverList.some((server) => !server)) throw new Error('createJetStreamBus: servers (e.g. nats://127.0.0.1:4222) is required');
@@ -73,27 +97,51 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
   } catch (error) {
     throw new Error(`Cannot reach NATS at ${serverList.join(', ')}: ${(error as Error).message}`, { cause: error });
   }
-  let jsm: JetStreamManager;
-  try {
-    jsm = await jetstreamManager(nc, { timeout: timeoutMs });
-    await ensureStream(jsm, {
-      name: stream, subjects: [`${subjectPrefix}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old, max_age: nanos(maxAgeMs), duplicate_window: nanos(duplicateWindowMs), num_replicas: replicas,
-    });
-    await ensureStream(jsm, {
-      name: deadLetterStream, subjects: [`${deadLetterStream}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits,
-      discard: DiscardPolicy.Old, max_age: 0, duplicate_window: nanos(duplicateWindowMs), num_replicas: replicas,
-    });
-  } catch (error) {
+  const jsm: JetStreamManager = await jetstreamManager(nc, { timeout: timeoutMs }).catch(async (error) => {
     await nc.close();
     throw new Error(`JetStream at ${serverList.join(', ')} is unusable for the event bus: ${(error as Error).message}`, { cause: error });
+  });
+  const topology: Topology = createTopology({
+    jsm,
+    stream: {
+      name: stream, subjects: [`${subjectPrefix}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old, max_age: nanos(maxAgeMs), duplicate_window: nanos(duplicateWindowMs), num_replicas: replicas,
+    },
+    deadLetters: {
+      name: deadLetterStream, subjects: [`${deadLetterStream}.>`], storage: StorageType.File, retention: RetentionPolicy.Limits,
+      discard: DiscardPolicy.Old, max_age: 0, duplicate_window: nanos(duplicateWindowMs), num_replicas: replicas,
+    },
+    filterSubject: `${subjectPrefix}.>`,
+    ackWaitNanos: nanos(ackWaitMs),
+    retryBackoffMs: redeclareBackoffMs,
+    logger,
+  });
+  if (declare) {
+    try {
+      await topology.declareNow();
+    } catch (error) {
+      await nc.close();
+      throw new Error(`JetStream at ${serverList.join(', ')} is unusable for the event bus: ${(error as Error).message}`, { cause: error });
+    }
   }
   const js: JetStreamClient = jetstream(nc, { timeout: timeoutMs });
+  let connected = true;
   void (async () => {
     for await (const status of nc.status()) {
       if (status.type === 'disconnect' || status.type === 'reconnect') logger.warn(`NATS ${status.type}`, { server: status.server });
+      if (status.type === 'disconnect') {
+        connected = false;
+        // Publishes wait from now on: the server we reconnect to may have lost the stream.
+        if (declare) topology.markDue();
+      }
+      if (status.type === 'reconnect') {
+        connected = true;
+        if (declare) void topology.redeclare('reconnected');
+      }
     }
   })().catch(() => {});
+  /** The highest stream sequence a publish of this process was acknowledged with. */
+  let lastSequence = 0;
 
   const replaySubject = (consumer: string) => `${subjectPrefix}.${replayToken}.${consumer}`;
   const deadLetterSubject = (consumer: string) => `${deadLetterStream}.${consumer}`;
@@ -145,28 +193,51 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
     }
   }
 
-  async function ensureConsumer(rules: SubscriptionRules): Promise<void> {
-    // max_deliver stays unlimited: the server's own limit drops a message with nothing but an
-    // advisory, so this adapter enforces maxDeliveries and always writes a dead letter. No
-    // `backoff` either: it only paces ack-wait expiries (and replaces ack_wait), while failed
-    // handlers are paced by `nak(delay)` per attempt above.
-    const config = { ack_wait: nanos(ackWaitMs), max_deliver: -1, max_ack_pending: 1_000 };
-    if (await consumerExists(rules.consumer)) {
-      await jsm.consumers.update(stream, rules.consumer, config);
-    } else {
-      // New consumers start with the events published from now on (as a new pg-boss subscription).
-      await jsm.consumers.add(stream, {
-        ...config, durable_name: rules.consumer, ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.New,
-        filter_subject: `${subjectPrefix}.>`,
-      });
+  /** Publishes one event, waiting first for a declaration that is due (see nats-topology.ts). */
+  async function publishEvent(subject: string, body: Uint8Array, msgID: string, headers: ReturnType<typeof natsHeaders>): Promise<void> {
+    if (declare) await topology.ready(timeoutMs);
+    const before = topology.streamCreatedAt;
+    let ack;
+    try {
+      ack = await js.publish(subject, body, { msgID, headers });
+    } catch (error) {
+      // Connected, yet refused: the stream (or the whole JetStream state) may be gone.
+      if (declare && connected) void topology.redeclare(`a publish failed: ${(error as Error).message}`);
+      throw error;
     }
+    // A duplicate's ack carries its first copy's sequence, which is lower by nature.
+    if (!declare || ack.duplicate || ack.seq >= lastSequence) {
+      lastSequence = Math.max(lastSequence, ack.seq);
+      return;
+    }
+    // The sequence went back. Concurrent publishes are acknowledged out of order too, so first ask
+    // the server whether the stream is a new one; only then was the broker reset, and this event
+    // may have landed in the new stream before its consumers existed. Declare them, and publish
+    // the event once more under another message id (the server would drop a plain re-publish as
+    // a duplicate of the first copy); the consumers' inboxes absorb the second copy.
+    if (!(await streamWasRecreated(before))) return;
+    void topology.redeclare('the stream sequence went back: the stream is a new one');
+    await topology.ready(timeoutMs);
+    const now = topology.streamCreatedAt!;
+    await js.publish(subject, body, { msgID: `${msgID}@${now.toISOString()}`, headers });
+    lastSequence = ack.seq;
   }
 
-  async function consumerExists(consumer: string): Promise<boolean> {
-    return jsm.consumers.info(stream, consumer).then(() => true, (error) => {
-      if (error instanceof JetStreamApiError && error.code === 10014) return false;
-      throw error;
-    });
+  /** One look at the stream's creation time at a time, shared by the publishes that ask. */
+  let recreationCheck: Promise<string | undefined> | undefined;
+  async function streamWasRecreated(known: Date | undefined): Promise<boolean> {
+    recreationCheck ??= jsm.streams.info(stream).then((info) => info.created, () => undefined).finally(() => (recreationCheck = undefined));
+    const created = await recreationCheck;
+    return known !== undefined && created !== undefined && new Date(created).getTime() !== known.getTime();
+  }
+
+  /** Says plainly that a stream is missing, instead of NATS's "stream not found"; never creates it. */
+  async function assertStreamsExist(): Promise<void> {
+    for (const name of [stream, deadLetterStream]) {
+      await jsm.streams.info(name).catch((error: unknown) => {
+        throw error instanceof JetStreamApiError && error.code === streamNotFound ? new StreamMissingError(name) : error;
+      });
+    }
   }
 
   async function readDeadLetter(seq: number): Promise<DeadLetter | null> {
@@ -177,6 +248,17 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
   const bus: EventBus = {
     kind: 'nats',
 
+    health() {
+      if (nc.isClosed()) return { connected: false, detail: 'closed' };
+      if (!connected) return { connected: false, detail: 'disconnected from NATS; reconnecting' };
+      if (declare && topology.due) return { connected: false, detail: 'declaring the event stream and its consumers' };
+      return { connected: true };
+    },
+
+    storedSince() {
+      return topology.streamCreatedAt;
+    },
+
     async publish(event) {
       assertPublishable(event);
       const headers = natsHeaders();
@@ -186,28 +268,67 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
       })) headers.set(key, value);
       if (event.traceparent) headers.set('traceparent', event.traceparent);
       // Awaiting the PubAck means the server has stored it; msgID lets it drop a re-publish.
-      await js.publish(`${subjectPrefix}.${event.source}.${event.aggregateType}.${event.type}`, encoder.encode(JSON.stringify(event)), { msgID: event.eventId, headers });
+      await publishEvent(`${subjectPrefix}.${event.source}.${event.aggregateType}.${event.type}`, encoder.encode(JSON.stringify(event)), event.eventId, headers);
     },
 
     async declareConsumer(consumer, options: SubscribeOptions) {
-      await ensureConsumer(subscriptionRules(consumer, options));
+      subscriptionRules(consumer, options);
+      if (!declare) throw new Error('declareConsumer: this event bus was opened with declare: false (read-only)');
+      await topology.declareConsumer(consumer);
     },
 
     async subscribe(consumer, options: SubscribeOptions, handler) {
       const rules = subscriptionRules(consumer, options);
-      await ensureConsumer(rules);
+      if (!declare) throw new Error('subscribe: this event bus was opened with declare: false (read-only)');
+      await topology.declareConsumer(consumer);
       // A small pull batch: messages pulled but not started when stop() comes are nak'ed back, and
       // each such nak costs that event one of its deliveries.
-      const messages = await (await js.consumers.get(stream, consumer)).consume({ max_messages: rules.concurrency + 1 });
+      const pull = async (): Promise<ConsumerMessages> => {
+        const pulled = await (await js.consumers.get(stream, consumer)).consume({ max_messages: rules.concurrency + 1 });
+        // The server lost or deleted the consumer: declare it again, then end this pull, which may
+        // stay stuck on the consumer that is gone (a deleted one is never pulled from again); the
+        // loop below pulls anew from the one declared.
+        void (async () => {
+          for await (const status of pulled.status()) {
+            if (status.type === 'consumer_not_found' || status.type === 'stream_not_found' || status.type === 'consumer_deleted') {
+              void topology.redeclare(`${status.type} while consuming as ${consumer}`).then(() => pulled.close()).catch(() => {});
+            }
+          }
+        })().catch(() => {});
+        return pulled;
+      };
+      let messages = await pull();
       let stopping = false;
+      let stopped!: () => void;
+      const stopSignal = new Promise<void>((resolve) => (stopped = resolve));
       const limiter = createLimiter(rules.concurrency, (error) => logger.error('delivery failed', { consumer, ...errorFields(error) }));
       const loop = (async () => {
-        for await (const msg of messages) await limiter.run(() => consume(rules, handler, msg, () => stopping));
-      })().catch((error) => logger.error('consumer loop ended', { consumer, ...errorFields(error) }));
+        while (!stopping) {
+          try {
+            for await (const msg of messages) await limiter.run(() => consume(rules, handler, msg, () => stopping));
+          } catch (error) {
+            logger.warn('pulling events failed', { consumer, ...errorFields(error) });
+          }
+          if (stopping) return;
+          // The server ended the pull: its consumer was deleted while it ran (with its stream, by
+          // someone or something). Declare both again and pull anew.
+          logger.warn('the pull of a consumer ended; declaring it again', { consumer });
+          await Promise.race([topology.redeclare(`the pull of ${consumer} ended`), stopSignal]);
+          if (stopping) return;
+          try {
+            messages = await pull();
+            if (stopping) await messages.close();
+          } catch (error) {
+            logger.warn('pulling again failed; retrying', { consumer, ...errorFields(error) });
+            await Promise.race([new Promise((resolve) => setTimeout(resolve, ackWaitMs / 3)), stopSignal]);
+          }
+        }
+      })();
       const subscription: Subscription = {
         async stop() {
           if (stopping) return;
           stopping = true;
+          stopped();
           subscriptions.delete(subscription);
           await messages.close();
           await loop;
@@ -219,6 +340,7 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
     },
 
     async deadLetters(consumer) {
+      await assertStreamsExist();
       const subject = consumer ? deadLetterSubject(consumer) : `${deadLetterStream}.>`;
       const found: DeadLetter[] = [];
       for (let seq = 1; ; ) {
@@ -231,6 +353,7 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
     },
 
     async replayDeadLetters(selection) {
+      await assertStreamsExist();
       const chosen = 'ids' in selection
         ? (await Promise.all(selection.ids.filter((id) => /^[1-9][0-9]*$/.test(id)).map((id) => readDeadLetter(Number(id))))).filter((letter) => letter !== null)
         : await bus.deadLetters(selection.consumer);
@@ -238,7 +361,7 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
       for (const letter of chosen) {
         // Left parked: an unreadable body, or a consumer that no longer exists (a new one would
         // start after the replay and never see it).
-        if (!letter.event?.eventId || !(await consumerExists(letter.consumer))) continue;
+        if (!letter.event?.eventId || !(await topology.consumerExists(letter.consumer))) continue;
         const headers = natsHeaders();
         headers.set('Event-Type', letter.event.type);
         headers.set('Prior-Attempts', String(letter.attempts));
@@ -253,6 +376,7 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
     },
 
     async status() {
+      await assertStreamsExist();
       const consumers = await jsm.consumers.list(stream).next();
       const dead = await jsm.streams.info(deadLetterStream, { subjects_filter: `${deadLetterStream}.>` });
       const deadBy = new Map(Object.entries(dead.state.subjects ?? {}).map(([subject, count]) => [subject.slice(deadLetterStream.length + 1), count]));
@@ -265,22 +389,25 @@ export async function createJetStreamBus(options: JetStreamBusOptions): Promise<
       return [...statuses.values()].sort((a, b) => a.consumer.localeCompare(b.consumer));
     },
 
+    async backlog(consumer) {
+      const info = await jsm.consumers.info(stream, consumer).catch((error) => {
+        if (error instanceof JetStreamApiError && error.code === 10014) return null;
+        throw error;
+      });
+      const lag = info ? info.num_pending + info.num_ack_pending : 0;
+      // Below `delivered` and above the floor: a delivery not yet acknowledged (a nak'd one too).
+      if (!info || (lag === 0 && info.ack_floor.stream_seq >= info.delivered.stream_seq)) return { lag, oldestPublishedAt: null };
+      // Everything up to the acknowledgement floor is handled; the first message after it is the
+      // oldest that may not be (next_by_subj skips a deleted sequence).
+      const next = await jsm.streams.getMessage(stream, { seq: info.ack_floor.stream_seq + 1, next_by_subj: `${subjectPrefix}.>` } as unknown as MsgRequest);
+      return { lag, oldestPublishedAt: next?.time ?? null };
+    },
+
     async close() {
+      topology.close();
       await Promise.all([...subscriptions].map((subscription) => subscription.stop()));
       if (!nc.isClosed()) await nc.drain().catch(() => nc.close());
     },
   };
   return bus;
-}
-
-/** Creates the stream, or brings an existing one to this configuration (storage cannot change). */
-async function ensureStream(jsm: JetStreamManager, config: StreamConfig | (Partial<StreamConfig> & { name: string })): Promise<void> {
-  try {
-    await jsm.streams.add(config);
-  } catch (error) {
-    // 10058: the name is taken with another configuration; update what may be updated.
-    if (!(error instanceof JetStreamApiError && error.code === 10058)) throw error;
-    const { name, storage: _storage, retention: _retention, ...updatable } = config;
-    await jsm.streams.update(name, updatable);
-  }
 }
