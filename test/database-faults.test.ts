@@ -20,14 +20,13 @@
  * leave the pool working, without an unhandled 'error'.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { exportSPKI } from 'jose';
 import { createClient } from 'graphql-ws';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
 import WebSocket from 'ws';
-import { startGateway, type RunningGateway } from '../gateway/server.ts';
+import type { RunningGateway } from '../gateway/server.ts';
 import { keyNames, withDatabase } from '../platform/config.ts';
 import { contextNames, type ContextName } from '../platform/contexts.ts';
 import { isConnectionLost } from '../platform/database/connection-loss.ts';
@@ -40,7 +39,6 @@ import { createLogger } from '../platform/logging/logger.ts';
 import { createPostgresQueueBus } from '../platform/events/bus/postgres-queue.ts';
 import { RELAY_LOCK_KEY } from '../platform/events/relay.ts';
 import { issueCustomerToken } from '../platform/identity/customer-token.ts';
-import { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
 import { deterministicUuid } from '../platform/ids.ts';
 import type { RunningContextSubgraph } from '../platform/subgraph/context-subgraph.ts';
 import { demoProducts, demoUsers } from '../scripts/demo/data.ts';
@@ -57,7 +55,7 @@ import { cloneDatabase } from './support/postgres.ts';
 import { startPrivatePostgres, type PrivatePostgres } from './support/private-postgres.ts';
 import { freePort, startProcess, type TestProcess } from './support/processes.ts';
 import { freshDatabaseName, templateDatabaseName } from './support/run.ts';
-import { freshDatabases, generateTestKeys, startTestBus, type TestBus } from './support/stack.ts';
+import { freshDatabases, generateTestKeys, startTestBus, type TestBus, startGatewayWithOrdersChild } from './support/stack.ts';
 import { recordSubscription, type Received } from './support/subscriptions.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -131,23 +129,7 @@ async function startPlatform(databaseUrls: Record<ContextName, string>, bus: Tes
       repoRoot,
     );
     await orders.waitForOutput(/^ready /, 60_000);
-    const [accounts, catalog, inventory, payments, shipping] = subgraphs as [RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph];
-    gateway = await startGateway({
-      supergraphSdl: readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8'),
-      port: 0,
-      host: '127.0.0.1',
-      subgraphUrls: {
-        accounts: accounts.url,
-        catalog: catalog.url,
-        inventory: inventory.url,
-        orders: `http://127.0.0.1:${ordersPort}/graphql`,
-        payments: payments.url,
-        shipping: shipping.url,
-      },
-      customerTokenPublicKey: keys.authToken.publicKey,
-      identitySigner: new GatewayIdentitySigner(keys.gatewayIdentity.privateKey),
-      production: false,
-    });
+    gateway = await startGatewayWithOrdersChild(subgraphs, ordersPort, keys);
   } catch (error) {
     await stop().catch(() => {});
     throw error;

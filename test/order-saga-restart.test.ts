@@ -34,7 +34,6 @@
  * redelivered when the bus times it out.
  */
 import { randomUUID } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -44,7 +43,7 @@ import { connect as connectNats, headers as natsHeaders } from '@nats-io/transpo
 import { exportSPKI } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startGateway, type RunningGateway } from '../gateway/server.ts';
+import type { RunningGateway } from '../gateway/server.ts';
 import { keyNames } from '../platform/config.ts';
 import { contextNames, type ContextName } from '../platform/contexts.ts';
 import { dropDatabase } from '../platform/database/provision.ts';
@@ -52,7 +51,6 @@ import { commandId, sagaCommandTypes, type SagaCommandType } from '../platform/e
 import type { EventBus } from '../platform/events/bus.ts';
 import type { EventEnvelope } from '../platform/events/envelope.ts';
 import { issueCustomerToken } from '../platform/identity/customer-token.ts';
-import { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
 import { deterministicUuid } from '../platform/ids.ts';
 import type { RunningContextSubgraph } from '../platform/subgraph/context-subgraph.ts';
 import { demoProducts, demoUsers } from '../scripts/demo/data.ts';
@@ -66,7 +64,7 @@ import { startPaymentsSubgraph } from '../subgraphs/payments/subgraph.ts';
 import { startShippingSubgraph } from '../subgraphs/shipping/subgraph.ts';
 import { graphql } from './support/graphql.ts';
 import { freePort, startProcess, type TestProcess } from './support/processes.ts';
-import { freshDatabases, generateTestKeys, startTestBus, type TestBus, type TestBusKind } from './support/stack.ts';
+import { freshDatabases, generateTestKeys, startTestBus, type TestBus, type TestBusKind, startGatewayWithOrdersChild } from './support/stack.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const inStock = demoProducts.filter((p) => p.stock >= 20);
@@ -344,23 +342,7 @@ async function startRestartStack(busKind: TestBusKind): Promise<RestartStack> {
     );
     subgraphs.push(await startShippingSubgraph({ ...base, eventBus: shipments.wrap(bus.bus), databaseUrl: databaseUrls.shipping }));
     await stack.startOrders(longStepTimeoutMs);
-    const [accounts, catalog, inventory, paymentsSubgraph, shipping] = subgraphs as [RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph];
-    gateway = await startGateway({
-      supergraphSdl: readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8'),
-      port: 0,
-      host: '127.0.0.1',
-      subgraphUrls: {
-        accounts: accounts.url,
-        catalog: catalog.url,
-        inventory: inventory.url,
-        orders: `http://127.0.0.1:${ordersPort}/graphql`,
-        payments: paymentsSubgraph.url,
-        shipping: shipping.url,
-      },
-      customerTokenPublicKey: keys.authToken.publicKey,
-      identitySigner: new GatewayIdentitySigner(keys.gatewayIdentity.privateKey),
-      production: false,
-    });
+    gateway = await startGatewayWithOrdersChild(subgraphs, ordersPort, keys);
   } catch (error) {
     await stack.stop().catch(() => {});
     throw error;

@@ -14,12 +14,11 @@ import { randomUUID } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { exportSPKI } from 'jose';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
-import { startGateway, type RunningGateway } from '../gateway/server.ts';
+import type { RunningGateway } from '../gateway/server.ts';
 import { keyNames, withDatabase } from '../platform/config.ts';
 import { contextNames, type ContextName } from '../platform/contexts.ts';
 import { dropDatabase, ensureDatabase } from '../platform/database/provision.ts';
@@ -28,7 +27,6 @@ import { createJetStreamBus } from '../platform/events/bus/nats-jetstream.ts';
 import { createPostgresQueueBus } from '../platform/events/bus/postgres-queue.ts';
 import { commandId } from '../platform/events/contracts/order-saga.ts';
 import { issueCustomerToken } from '../platform/identity/customer-token.ts';
-import { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
 import { deterministicUuid } from '../platform/ids.ts';
 import type { RunningContextSubgraph } from '../platform/subgraph/context-subgraph.ts';
 import { demoUsers } from '../scripts/demo/data.ts';
@@ -46,7 +44,7 @@ import { inStockProducts, testAddress } from './support/orders.ts';
 import { cloneDatabase } from './support/postgres.ts';
 import { freePort, startProcess, type TestProcess } from './support/processes.ts';
 import { freshDatabaseName, templateDatabaseName } from './support/run.ts';
-import { freshDatabases, generateTestKeys, type TestBusKind } from './support/stack.ts';
+import { freshDatabases, generateTestKeys, type TestBusKind, startGatewayWithOrdersChild } from './support/stack.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -212,23 +210,7 @@ async function startDeadlineStack(kind: TestBusKind): Promise<DeadlineStack> {
     subgraphs.push(await startPaymentsSubgraph({ ...base, databaseUrl: databaseUrls.payments, simulatedProvider: { slowTokenDelayMs: slowPaymentMs } }));
     subgraphs.push(await startShippingSubgraph({ ...base, databaseUrl: databaseUrls.shipping }));
     await stack.startOrders();
-    const [accounts, catalog, inventory, payments, shipping] = subgraphs as [RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph];
-    gateway = await startGateway({
-      supergraphSdl: readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8'),
-      port: 0,
-      host: '127.0.0.1',
-      subgraphUrls: {
-        accounts: accounts.url,
-        catalog: catalog.url,
-        inventory: inventory.url,
-        orders: `http://127.0.0.1:${ordersPort}/graphql`,
-        payments: payments.url,
-        shipping: shipping.url,
-      },
-      customerTokenPublicKey: keys.authToken.publicKey,
-      identitySigner: new GatewayIdentitySigner(keys.gatewayIdentity.privateKey),
-      production: false,
-    });
+    gateway = await startGatewayWithOrdersChild(subgraphs, ordersPort, keys);
   } catch (error) {
     await stack.stop().catch(() => {});
     throw error;

@@ -9,6 +9,7 @@
  * socket closed under it; Prisma 7 wraps any of these in a DriverAdapterError under `meta` or
  * `cause`, or answers with a P1xxx code of its own. The error chain is walked to find one.
  */
+import { findInErrorChain, type DatabaseErrorShape } from './error-chain.ts';
 
 /**
  * SQLSTATEs of a lost connection: class 08 (connection exception), 57P01 admin_shutdown
@@ -30,17 +31,7 @@ const adapterKinds = new Set(['ConnectionClosed', 'DatabaseNotReachable', 'Socke
 /** node-postgres's messages when the socket closed under a client or a client is left broken. */
 const driverMessages = /^(Connection terminated|Client has encountered a connection error and is not queryable|Connection terminated due to connection timeout)/;
 
-interface ErrorShape {
-  code?: unknown;
-  kind?: unknown;
-  originalCode?: unknown;
-  message?: unknown;
-  cause?: unknown;
-  originalError?: unknown;
-  meta?: { driverAdapterError?: unknown };
-}
-
-function isLostHere(error: ErrorShape): boolean {
+function isLostHere(error: DatabaseErrorShape): boolean {
   for (const code of [error.code, error.originalCode]) {
     if (typeof code !== 'string') continue;
     if (lostStates.has(code) || (code.length === 5 && code.startsWith(lostStateClass))) return true;
@@ -52,17 +43,5 @@ function isLostHere(error: ErrorShape): boolean {
 
 /** Whether `error`, or an error it wraps, is a lost or refused database connection. */
 export function isConnectionLost(error: unknown): boolean {
-  const seen = new Set<unknown>();
-  const pending: unknown[] = [error];
-  // A handful of wrappers at most (GraphQL → Prisma → DriverAdapterError → its cause); bounded anyway.
-  while (pending.length > 0 && seen.size < 16) {
-    const current = pending.shift();
-    if (!current || typeof current !== 'object' || seen.has(current)) continue;
-    seen.add(current);
-    const shape = current as ErrorShape;
-    if (isLostHere(shape)) return true;
-    pending.push(shape.cause, shape.originalError, shape.meta?.driverAdapterError);
-    if (current instanceof AggregateError) pending.push(...current.errors);
-  }
-  return false;
+  return findInErrorChain(error, isLostHere) !== undefined;
 }

@@ -20,6 +20,7 @@
  * A connection that cannot be opened at all (server down, restarting) is a lost connection, not
  * overload: connection-loss.ts.
  */
+import { findInErrorChain, type DatabaseErrorShape } from './error-chain.ts';
 
 /** PostgreSQL's too_many_connections. */
 const tooManyConnections = '53300';
@@ -56,18 +57,7 @@ export class ServiceOverloaded extends Error {
   }
 }
 
-interface ErrorShape {
-  name?: unknown;
-  code?: unknown;
-  kind?: unknown;
-  originalCode?: unknown;
-  message?: unknown;
-  cause?: unknown;
-  originalError?: unknown;
-  meta?: { driverAdapterError?: unknown };
-}
-
-function isOverloadedHere(error: ErrorShape): boolean {
+function isOverloadedHere(error: DatabaseErrorShape): boolean {
   if (error instanceof ServiceOverloaded || error.name === 'BulkheadRejectedError') return true;
   if (error.code === tooManyConnections || error.originalCode === tooManyConnections || error.kind === 'TooManyConnections') return true;
   if (typeof error.code === 'string' && prismaOverloadCodes.has(error.code)) return true;
@@ -82,19 +72,8 @@ export function isOverloaded(error: unknown): boolean {
 }
 
 /** The overload error in `error`'s chain, if any (to read its `retryAfterSeconds`). */
-export function overloadOf(error: unknown): ErrorShape | undefined {
-  const seen = new Set<unknown>();
-  const pending: unknown[] = [error];
-  // A handful of wrappers at most; bounded anyway, since `cause` chains are anyone's to build.
-  while (pending.length > 0 && seen.size < 16) {
-    const current = pending.shift();
-    if (!current || typeof current !== 'object' || seen.has(current)) continue;
-    seen.add(current);
-    const shape = current as ErrorShape;
-    if (isOverloadedHere(shape)) return shape;
-    pending.push(shape.originalError, shape.cause, shape.meta?.driverAdapterError);
-  }
-  return undefined;
+export function overloadOf(error: unknown): DatabaseErrorShape | undefined {
+  return findInErrorChain(error, isOverloadedHere);
 }
 
 /** How long the client should wait before trying again, in whole seconds (at least 1). */

@@ -195,3 +195,25 @@ export function gatewayOptionsFor(stack: Stack, overrides: Partial<GatewayOption
 }
 
 export { withDatabase };
+
+/**
+ * A gateway over five subgraphs running in the test's process and an orders subgraph running as
+ * a child process on `ordersPort` (the tests that kill and restart orders). `subgraphs` in the
+ * order accounts, catalog, inventory, payments, shipping.
+ */
+export function startGatewayWithOrdersChild(
+  subgraphs: readonly RunningContextSubgraph[],
+  ordersPort: number,
+  keys: { authToken: { publicKey: CryptoKey }; gatewayIdentity: { privateKey: CryptoKey } },
+): Promise<RunningGateway> {
+  const [accounts, catalog, inventory, payments, shipping] = subgraphs as [RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph, RunningContextSubgraph];
+  return startGateway({
+    supergraphSdl: readFileSync(new URL('../../schema/supergraph.graphql', import.meta.url), 'utf8'),
+    port: 0,
+    host: '127.0.0.1',
+    subgraphUrls: { accounts: accounts.url, catalog: catalog.url, inventory: inventory.url, orders: `http://127.0.0.1:${ordersPort}/graphql`, payments: payments.url, shipping: shipping.url },
+    customerTokenPublicKey: keys.authToken.publicKey,
+    identitySigner: new GatewayIdentitySigner(keys.gatewayIdentity.privateKey),
+    production: false,
+  });
+}
