@@ -1,6 +1,7 @@
 /** `npm run bench -- <name>`: runs one benchmark and prints its figures with their baseline. */
 const benches: Record<string, () => Promise<{ run(args: string[]): Promise<void> }>> = {
   abuse: () => import('./abuse.ts'),
+  chaos: () => import('./chaos.ts'),
   events: () => import('./events.ts'),
   orders: () => import('./orders.ts'),
   subscriptions: () => import('./subscriptions.ts'),
