@@ -54,7 +54,7 @@ export interface SubgraphPolicy {
   retryDelayMs: number;
   /** Failures in a row that open the breaker. @default 5 */
   breakerFailures: number;
-  /** How long an open breaker fails fast before it lets one probe through. @default 5_000 */
+  /** How long an open breaker fails fast before it lets one probe through. @default 2_000 */
   breakerHalfOpenAfterMs: number;
   /** Fetches in flight at once. @default 50 */
   maxConcurrency: number;
@@ -67,7 +67,7 @@ export const defaultSubgraphPolicy: Readonly<SubgraphPolicy> = Object.freeze({
   retries: 2,
   retryDelayMs: 100,
   breakerFailures: 5,
-  breakerHalfOpenAfterMs: 5_000,
+  breakerHalfOpenAfterMs: 2_000,
   maxConcurrency: 50,
   maxQueue: 100,
 });
@@ -161,13 +161,11 @@ export function resilience(options: ResilienceOptions = {}): GatewayPlugin {
       if (guard.breaker.state !== CircuitState.Open) return;
       guard.breaker
         .execute(async () => {
-          // Any GraphQL answer (even 401 to an unsigned call) shows the subgraph serving again.
-          const response = await fetch(guard.url, {
-            method: 'POST',
-            headers: { 'content-type': 'application/json', accept: 'application/json' },
-            body: '{"query":"{ __typename }"}',
-            signal: AbortSignal.timeout(guard.policy.timeoutMs),
-          });
+          // The subgraph's readiness, not a GraphQL call: an unsigned operation would only be
+          // refused (and logged) by our subgraphs. 503 means up but not yet able to serve (its
+          // database or bus is away), a failed answer to the breaker: it stays open. Any other
+          // answer — a subgraph of someone else's without `/ready` answers 404 — shows it serving.
+          const response = await fetch(new URL('/ready', guard.url), { signal: AbortSignal.timeout(guard.policy.timeoutMs) });
           await response.arrayBuffer();
           return response;
         })
