@@ -67,7 +67,9 @@ export interface OutboxRelayOptions {
   inFlightRecheckMs?: number;
   /**
    * Wait before retry n after a failed publish (broker unreachable) or a database error; the last
-   * value repeats until one succeeds. @default [100, 500, 1_000, 5_000]
+   * value repeats until one succeeds. Short: a failed publish has already waited out the bus's own
+   * timeout, and a longer pause here is what the first event after an outage waits on (up to 5 s
+   * measured with a 5 s last step, docs/decisions/0018). @default [100, 250, 500, 1_000]
    */
   retryBackoffMs?: readonly number[];
   /** How long published rows are kept, to republish after a broker loss. @default 604_800_000 (7 days) */
@@ -86,6 +88,14 @@ export interface OutboxRelayOptions {
    * a loss is found: the outbox's and the broker's clocks may differ by that much. @default 2_000
    */
   brokerClockSkewMs?: number;
+  /**
+   * Publishes sent before the first of them is acknowledged. Above 1 only for a bus that stores
+   * one client's publishes in the order they were sent (NATS: one connection, one stream; not
+   * pg-boss, whose inserts on pooled connections may commit in another order). Rows are marked in
+   * order up to the first failure, which is retried with every row after it. Republishing a whole
+   * outbox after a broker loss waits on these round trips (docs/decisions/0018). @default 1
+   */
+  publishesInFlight?: number;
   /** @default a logger named `outbox-relay.<name>` */
   logger?: Logger;
 }
@@ -137,12 +147,14 @@ export class OutboxRelay {
       batchSize: options.batchSize ?? 100,
       pollIntervalMs: options.pollIntervalMs ?? 1_000,
       inFlightRecheckMs: options.inFlightRecheckMs ?? 10,
-      retryBackoffMs: options.retryBackoffMs?.length ? options.retryBackoffMs : [100, 500, 1_000, 5_000],
+      retryBackoffMs: options.retryBackoffMs?.length ? options.retryBackoffMs : [100, 250, 500, 1_000],
       retentionMs: options.retentionMs ?? 7 * 24 * 3_600_000,
       cleanupIntervalMs: options.cleanupIntervalMs ?? 600_000,
       brokerStoredSince: options.brokerStoredSince ?? (() => undefined),
       brokerClockSkewMs: options.brokerClockSkewMs ?? 2_000,
+      publishesInFlight: options.publishesInFlight ?? 1,
     };
+    if (!(Number.isInteger(this.#options.publishesInFlight) && this.#options.publishesInFlight >= 1)) throw new Error('OutboxRelay publishesInFlight must be an integer ≥ 1');
     if (!(this.#options.batchSize >= 1)) throw new Error('OutboxRelay batchSize must be at least 1');
     this.#log = options.logger ?? createLogger(`outbox-relay.${name}`);
     // One warning per outage, however many retries it takes (platform/database/outage.ts).
@@ -321,15 +333,17 @@ export class OutboxRelay {
     const storage = this.#options.brokerStoredSince()?.getTime();
     const done: string[] = [];
     let failure: { error: unknown } | undefined;
-    for (const row of rows) {
-      if (this.#lockLost) break;
-      try {
-        await this.#options.publish(row.envelope);
-      } catch (error) {
-        failure = { error };
-        break;
+    // Up to `publishesInFlight` sent ahead; each is awaited in row order, and none is sent after a
+    // failure or a lost lock (those already sent are awaited, not marked: the bus drops copies).
+    const sent: Promise<{ error: unknown } | undefined>[] = [];
+    for (let settled = 0; settled < rows.length; settled++) {
+      while (!failure && !this.#lockLost && sent.length < rows.length && sent.length - settled < this.#options.publishesInFlight) {
+        sent.push(this.#options.publish(rows[sent.length]!.envelope).then(() => undefined, (error: unknown) => ({ error })));
       }
-      done.push(row.id);
+      if (settled === sent.length) break;
+      const outcome = await sent[settled];
+      failure ??= outcome;
+      if (!failure) done.push(rows[settled]!.id);
     }
     // The broker's storage changed during the batch (NATS came back without its data): some of
     // these rows may have been acknowledged by the storage it lost, and marked now they would

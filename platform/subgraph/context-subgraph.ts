@@ -4,6 +4,7 @@ import { parse, type DocumentNode } from 'graphql';
 import type { CryptoKey } from 'jose';
 import type { StatementCounter } from '../database/statements.ts';
 import type { EventBus, EventHandler, SubscribeOptions, Subscription } from '../events/bus.ts';
+import { natsRelayPacing } from '../events/bus/nats-jetstream.ts';
 import { declareConsumers } from '../events/consumers.ts';
 import { OutboxRelay, type OutboxRelayOptions } from '../events/relay.ts';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
@@ -99,6 +100,8 @@ export async function startContextSubgraph<TContext extends RequestScope>(
       await declareConsumers(bus);
       for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, consumer.handle));
       relay = new OutboxRelay({
+        // Pipelined on NATS: republishing an outbox after a broker loss (decision 0018).
+        ...(bus.kind === 'nats' ? natsRelayPacing : {}),
         ...options.relay, name: spec.name, databaseUrl: options.databaseUrl, publish: (event) => bus.publish(event),
         // What the broker lost is published again from the outbox (docs/decisions/0018).
         brokerStoredSince: () => bus.storedSince(),

@@ -57,6 +57,15 @@ export interface JetStreamBusOptions {
   logger?: Logger;
 }
 
+/**
+ * How an outbox relay publishes into this bus (`OutboxRelayOptions`): NATS stores one connection's
+ * publishes to a stream in the order they were sent, so a relay may send many before the first is
+ * acknowledged. After NATS lost its data, every event a relay kept is published again ahead of new
+ * ones; one at a time (~500/s on 2 cores) that held the first new order back 9 s per 6000 kept
+ * events, pipelined 2.7–5 s (docs/decisions/0018).
+ */
+export const natsRelayPacing = { publishesInFlight: 64, batchSize: 500 } as const;
+
 const nanos = (ms: number) => Math.round(ms * 1_000_000);
 const replayToken = '_replay';
 /** Waits between failed re-declarations in the background: soon after NATS is back, never a storm. */
