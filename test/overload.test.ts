@@ -278,13 +278,14 @@ describe('the write queue lets writers in turn by turn and refuses, before they 
 
   it('refuses, without making it wait, a writer whose turn could not come early enough to finish before its deadline', async () => {
     const queue = new WriteQueue({ name: 'test', maxConcurrent: 1, maxQueued: 10, maxWaitMs: 60_000, log: quiet });
-    // Teach it how long a writer takes: about 100 ms.
-    await queue.run(() => new Promise((resolve) => setTimeout(resolve, 100)));
+    // Teach it how long a writer takes: about 500 ms (long, so that a busy machine's pauses do not
+    // blur "refused at once" and "refused when its deadline came").
+    await queue.run(() => new Promise((resolve) => setTimeout(resolve, 500)));
     const first = gate();
     const holding = queue.run(() => first.opened);
-    const arrived = Date.now();
-    await expect(queue.run(async () => 'too late', { deadline: Date.now() + 150 })).rejects.toBeInstanceOf(ServiceOverloaded);
-    expect(Date.now() - arrived).toBeLessThan(150);
+    const deadline = Date.now() + 750;
+    await expect(queue.run(async () => 'too late', { deadline })).rejects.toBeInstanceOf(ServiceOverloaded);
+    expect(Date.now(), 'refused before its deadline came, not when it passed').toBeLessThan(deadline);
     const roomy = queue.run(async () => 'in time', { deadline: Date.now() + 30_000 });
     first.open();
     await holding;
