@@ -18,6 +18,7 @@
  * Orders cancelled as TIMEOUT are counted apart: the platform's own outage must cancel none.
  */
 import { evolve, type Order, type OrderEvent, type OrderState } from '../../subgraphs/orders/domain/order.ts';
+import { statusAfter } from '../../subgraphs/orders/projections/order-summary.ts';
 
 export interface StoredOrderEvent {
   version: number;
@@ -81,18 +82,8 @@ export function foldStream(events: readonly StoredOrderEvent[]): { order: Order 
   return { order: state };
 }
 
-/** The status a projection shows after each event: one timeline entry per status change. */
-const statusOf: Record<OrderEvent['type'], string> = {
-  OrderPlaced: 'PENDING',
-  OrderConfirmed: 'CONFIRMED',
-  OrderRejected: 'REJECTED',
-  OrderCancelled: 'CANCELLED',
-  OrderShipped: 'SHIPPED',
-  OrderDelivered: 'DELIVERED',
-};
-
 export function statusesOf(events: readonly StoredOrderEvent[]): string[] {
-  return [...events].sort((a, b) => a.version - b.version).map((event) => statusOf[event.type]);
+  return [...events].sort((a, b) => a.version - b.version).map((event) => statusAfter[event.type]);
 }
 
 const linesKey = (lines: readonly { productId: string; quantity: number }[]) =>
@@ -237,13 +228,13 @@ export function checkSubscriptions(orders: readonly OrderFacts[], customerOf: Re
       report.duplicates += statuses.length - new Set(statuses).size;
       for (const event of events) {
         report.expected += 1;
-        const status = statusOf[event.type];
+        const status = statusAfter[event.type];
         if (statuses.includes(status)) continue;
         const gap = away(event.occurredAt);
         if (gap) report.missedWhileAway.set(gap.cause, (report.missedWhileAway.get(gap.cause) ?? 0) + 1);
         else report.missedWhileSubscribed.push({ subscriber: subscriber.name, orderId: order.orderId, status, at: event.occurredAt });
       }
-      const final = statusOf[events.at(-1)!.type];
+      const final = statusAfter[events.at(-1)!.type];
       if (statuses.includes(final) && statuses.at(-1) !== final) {
         report.staleLast.push({ subscriber: subscriber.name, orderId: order.orderId, heard: statuses.at(-1)!, final });
       }

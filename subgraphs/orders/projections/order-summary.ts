@@ -32,7 +32,7 @@ export interface TimelineEntry {
 }
 
 /** The status each event leaves an order in. */
-const statusAfter: Record<OrderEvent['type'], OrderStatus> = {
+export const statusAfter: Record<OrderEvent['type'], OrderStatus> = {
   OrderPlaced: 'PENDING',
   OrderConfirmed: 'CONFIRMED',
   OrderRejected: 'REJECTED',
