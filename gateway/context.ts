@@ -14,4 +14,10 @@ export interface GatewayContext {
    * of a mutation (never retried, never shared) from a fetch of a query.
    */
   operationType?: OperationTypeNode;
+  /**
+   * When the whole query or mutation must be done at the subgraphs (epoch ms), set by the
+   * subgraph-timeout plugin. A property, not a map keyed by the context: Apollo Server executes
+   * on a shallow copy of the context admission saw.
+   */
+  deadline?: number;
 }

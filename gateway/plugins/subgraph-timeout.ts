@@ -9,7 +9,6 @@
  * each attempt (per-subgraph timeout) when that comes first.
  */
 import { requestDeadlineHeader } from '../../platform/subgraph/deadline.ts';
-import type { GatewayContext } from '../context.ts';
 import type { GatewayPlugin } from '../pipeline/plugin.ts';
 
 export interface SubgraphTimeoutOptions {
@@ -19,22 +18,19 @@ export interface SubgraphTimeoutOptions {
 
 export function subgraphTimeout(options: SubgraphTimeoutOptions = {}): GatewayPlugin {
   const requestTimeoutMs = options.requestTimeoutMs ?? 10_000;
-  const requestDeadlines = new WeakMap<GatewayContext, number>();
-  const fetchDeadlines = new WeakMap<object, number>();
   return {
     name: 'subgraph-timeout',
     onOperation(operation) {
-      if (operation.operation.operation !== 'subscription') requestDeadlines.set(operation.context, Date.now() + requestTimeoutMs);
+      if (operation.operation.operation !== 'subscription') operation.context.deadline = Date.now() + requestTimeoutMs;
     },
     onSubgraphRequest(request) {
       if (request.kind !== 'fetch') return;
-      const deadline = (request.context && requestDeadlines.get(request.context)) ?? Date.now() + requestTimeoutMs;
-      fetchDeadlines.set(request, deadline);
-      request.headers[requestDeadlineHeader] = String(deadline);
+      request.headers[requestDeadlineHeader] = String(request.context?.deadline ?? Date.now() + requestTimeoutMs);
     },
     wrapSubgraphFetch(request, init, next) {
-      const remaining = Math.max(1, (fetchDeadlines.get(request) ?? Date.now() + requestTimeoutMs) - Date.now());
-      const timeout = AbortSignal.timeout(remaining);
+      // The header set above is the one source of this fetch's deadline (resilience reads it too).
+      const deadline = Number(request.headers[requestDeadlineHeader]) || Date.now() + requestTimeoutMs;
+      const timeout = AbortSignal.timeout(Math.max(1, deadline - Date.now()));
       return next({ ...init, signal: init.signal ? AbortSignal.any([init.signal, timeout]) : timeout });
     },
   };
