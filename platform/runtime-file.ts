@@ -7,6 +7,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import type { ServiceStatus } from './process/supervisor.ts';
 
 export interface PlatformRuntime {
   databaseUrls: Record<string, string>;
@@ -17,7 +18,7 @@ export interface PlatformRuntime {
   /** The embedded PostgreSQL server, when `npm start` started one (restarted by it when it exits). */
   postgres?: { pid: number | undefined; port: number; restarts: number };
   /** Each service by name: its current pid (absent while it waits to be restarted), port and restarts so far. */
-  services?: Record<string, { pid: number | undefined; port: number | undefined; restarts: number }>;
+  services?: Record<string, ServiceStatus>;
 }
 
 export function runtimeFilePath(dataDir: string): string {

@@ -58,6 +58,7 @@ import { freshDatabaseName, templateDatabaseName } from './support/run.ts';
 import { freshDatabases, generateTestKeys, startTestBus, type TestBus, startGatewayWithOrdersChild } from './support/stack.ts';
 import { recordSubscription, type Received } from './support/subscriptions.ts';
 import { waitFor } from './support/wait.ts';
+import { inheritedEnv } from './support/fault-harness.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 /** Products with stock to spare for every order the load places. */
@@ -111,9 +112,7 @@ async function startPlatform(databaseUrls: Record<ContextName, string>, bus: Tes
     subgraphs.push(await startShippingSubgraph({ ...base, databaseUrl: databaseUrls.shipping }));
     const ordersPort = await freePort();
     // The child finds its database and bus from its own environment only: nothing inherited may point elsewhere.
-    const inherited = Object.fromEntries(
-      Object.entries(process.env).filter(([name]) => !['NATS_URL', 'NATS_STREAM', 'NATS_SUBJECT_PREFIX', 'DATABASE_URL'].includes(name) && !name.endsWith('_DATABASE_URL')),
-    );
+    const inherited = inheritedEnv();
     orders = startProcess(
       process.execPath,
       ['--import', 'tsx', 'test/support/restart-orders-child.ts'],

@@ -65,6 +65,7 @@ import { startShippingSubgraph } from '../subgraphs/shipping/subgraph.ts';
 import { graphql } from './support/graphql.ts';
 import { freePort, startProcess, type TestProcess } from './support/processes.ts';
 import { freshDatabases, generateTestKeys, startTestBus, type TestBus, type TestBusKind, startGatewayWithOrdersChild } from './support/stack.ts';
+import { inheritedEnv } from './support/fault-harness.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const inStock = demoProducts.filter((p) => p.stock >= 20);
@@ -252,9 +253,7 @@ async function startRestartStack(busKind: TestBusKind): Promise<RestartStack> {
   const scratch = await mkdtemp(join(tmpdir(), 'order-saga-restart-'));
   const gatewayIdentityPem = await exportSPKI(keys.gatewayIdentity.publicKey);
   // The child finds the bus from its own environment only: nothing inherited may point elsewhere.
-  const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !['NATS_URL', 'NATS_STREAM', 'NATS_SUBJECT_PREFIX', 'EVENT_BUS_DATABASE_URL', 'DATABASE_URL'].includes(name) && !name.endsWith('_DATABASE_URL')),
-  );
+  const inherited = inheritedEnv();
 
   /**
    * The next orders process, booted ahead (Node and the code loaded, nothing connected) and

@@ -47,6 +47,8 @@ import { freshDatabaseName, templateDatabaseName } from './support/run.ts';
 import { freshDatabases, generateTestKeys, type TestBusKind, startGatewayWithOrdersChild } from './support/stack.ts';
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { waitFor } from './support/wait.ts';
+import { inheritedEnv } from './support/fault-harness.ts';
+import { sleep } from './support/events.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 /**
@@ -60,7 +62,6 @@ const outageMs = 9_000;
 const slowPaymentMs = 9_000;
 /** Orders in flight when an outage starts. */
 const ordersPerOutage = 5;
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A bus the test can take away: a private nats-server (stopped), or a pg-boss database behind a proxy (cut). */
 interface BreakableBus {
@@ -140,9 +141,7 @@ async function startDeadlineStack(kind: TestBusKind): Promise<DeadlineStack> {
   const ordersPort = await freePort();
   const gatewayIdentityPem = await exportSPKI(keys.gatewayIdentity.publicKey);
   // The child finds its bus and database from the environment given here only.
-  const inherited = Object.fromEntries(
-    Object.entries(process.env).filter(([name]) => !['NATS_URL', 'NATS_STREAM', 'NATS_SUBJECT_PREFIX', 'EVENT_BUS_DATABASE_URL', 'DATABASE_URL'].includes(name) && !name.endsWith('_DATABASE_URL')),
-  );
+  const inherited = inheritedEnv();
   const subgraphs: RunningContextSubgraph[] = [];
   let bus: BreakableBus | undefined;
   let orders: TestProcess | undefined;

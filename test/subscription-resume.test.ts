@@ -39,6 +39,7 @@ import { freshDatabases, generateTestKeys, startTestBus, type TestBus, type Test
 import { startTcpProxy, type TcpProxy } from './support/tcp-proxy.ts';
 import { recordSubscription, type Received } from './support/subscriptions.ts';
 import { waitFor } from './support/wait.ts';
+import { inheritedEnv } from './support/fault-harness.ts';
 
 const repoRoot = fileURLToPath(new URL('..', import.meta.url));
 const supergraphSdl = readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8');
@@ -83,9 +84,7 @@ class RestartableOrders {
       stack.subgraphs.push(await startShippingSubgraph({ ...base, databaseUrl: urls.shipping }));
       stack.ordersPort = await freePort();
       // The child finds the bus and its database from this environment only.
-      const inherited = Object.fromEntries(
-        Object.entries(process.env).filter(([name]) => !['NATS_URL', 'NATS_STREAM', 'NATS_SUBJECT_PREFIX', 'EVENT_BUS_DATABASE_URL', 'DATABASE_URL'].includes(name) && !name.endsWith('_DATABASE_URL')),
-      );
+      const inherited = inheritedEnv();
       stack.#env = {
         ...inherited,
         ...stack.bus.env,

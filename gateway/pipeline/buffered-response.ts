@@ -14,9 +14,9 @@ export async function buffer(response: Response): Promise<BufferedResponse> {
   return { body: await response.arrayBuffer(), status: response.status, statusText: response.statusText, headers: response.headers };
 }
 
-/** A fresh Response of the buffered one (a body can be read once per Response). */
+/** A fresh Response of the buffered one (a body can be read once per Response; the constructor copies the bytes). */
 export function replay(buffered: BufferedResponse): Response {
   // These statuses may not carry a body (the Response constructor throws).
   const bodiless = buffered.status === 204 || buffered.status === 205 || buffered.status === 304;
-  return new Response(bodiless ? null : buffered.body.slice(0), { status: buffered.status, statusText: buffered.statusText, headers: buffered.headers });
+  return new Response(bodiless ? null : buffered.body, { status: buffered.status, statusText: buffered.statusText, headers: buffered.headers });
 }

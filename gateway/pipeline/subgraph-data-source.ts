@@ -48,9 +48,9 @@ export class PluginDataSource implements GraphQLDataSource<GatewayContext> {
   async process(options: GraphQLDataSourceProcessOptions<GatewayContext>): Promise<GatewayGraphQLResponse> {
     // Calls the gateway makes on its own (no client request) go out as anonymous.
     const context = (options.context as Partial<GatewayContext> | undefined)?.identity ? (options.context as GatewayContext) : undefined;
-    // The client's operation, not the fetch's: the entity fetches of a mutation are queries.
-    const incoming = 'incomingRequestContext' in options ? options.incomingRequestContext : undefined;
-    const operationType = context?.operationType ?? incoming?.operation?.operation;
+    // The client's operation, not the fetch's (the entity fetches of a mutation are queries), as
+    // the core recorded it on admission; the gateway's own calls have none.
+    const operationType = context?.operationType;
     const request: SubgraphRequest = {
       kind: 'fetch',
       subgraph: this.subgraph,

@@ -76,9 +76,10 @@ export function overloadOf(error: unknown): DatabaseErrorShape | undefined {
   return findInErrorChain(error, isOverloadedHere);
 }
 
-/** How long the client should wait before trying again, in whole seconds (at least 1). */
-export function retryAfterOf(error: unknown): number {
+/** How long the client should wait before trying again, in whole seconds (at least 1); undefined when `error` is not overload. */
+export function retryAfterOf(error: unknown): number | undefined {
   const overload = overloadOf(error);
+  if (!overload) return undefined;
   const seconds = overload instanceof ServiceOverloaded ? overload.retryAfterSeconds : defaultRetryAfterSeconds;
   return Math.max(1, Math.ceil(seconds));
 }

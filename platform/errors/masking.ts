@@ -17,7 +17,7 @@
  */
 import type { GraphQLError, GraphQLFormattedError } from 'graphql';
 import { isConnectionLost } from '../database/connection-loss.ts';
-import { isOverloaded, retryAfterOf } from '../database/overload.ts';
+import { retryAfterOf } from '../database/overload.ts';
 import { DomainError } from './domain-error.ts';
 import { clientErrorCodes, ErrorCode } from './index.ts';
 
@@ -94,8 +94,12 @@ export function formatErrorForClient(formatted: GraphQLFormattedError, error: un
   if (original instanceof DomainError) {
     return { ...formatted, message: original.message, extensions: { code: original.code, ...(original.field ? { field: original.field } : {}) } };
   }
-  if (isOverloaded(original)) return overloadedForClient(formatted, retryAfterOf(original));
-  if (isConnectionLost(original)) return connectionLostForClient(formatted);
+  const retryAfter = retryAfterOf(original);
+  if (retryAfter !== undefined) return retryableForClient(formatted, `The service is too busy to do this now and did nothing: try again in ${retryAfter} s`, retryAfter);
+  // A connection lost under the request (restart, failover, terminated backend;
+  // docs/decisions/0015) is retryable like overload, but the work may have begun (a transaction
+  // is rolled back, a COMMIT in flight may have landed), so it does not say "did nothing".
+  if (isConnectionLost(original)) return retryableForClient(formatted, 'The service lost its connection to its database: try again in a moment', 1);
   const code = typeof extensions.code === 'string' ? extensions.code : ErrorCode.INTERNAL_SERVER_ERROR;
   if (isClientError(error, code) || !options.maskInternalErrors) {
     // The field is read from graphql-js's own wording, before the suggestions go.
@@ -112,26 +116,12 @@ export function formatErrorForClient(formatted: GraphQLFormattedError, error: un
 }
 
 /** SERVICE_OVERLOADED as a client reads it: where it happened, when to try again, no internals. */
-function overloadedForClient(formatted: GraphQLFormattedError, retryAfter: number): GraphQLFormattedError {
+function retryableForClient(formatted: GraphQLFormattedError, message: string, retryAfter: number): GraphQLFormattedError {
   return {
-    message: `The service is too busy to do this now and did nothing: try again in ${retryAfter} s`,
+    message,
     ...(formatted.locations ? { locations: formatted.locations } : {}),
     ...(formatted.path ? { path: formatted.path } : {}),
     extensions: { code: ErrorCode.SERVICE_OVERLOADED, retryAfter },
-  };
-}
-
-/**
- * A database connection lost under the request (restart, failover, terminated backend;
- * docs/decisions/0015): retryable like overload, but the work may have begun (a transaction is
- * rolled back, a COMMIT in flight may have landed), so it does not say "did nothing".
- */
-function connectionLostForClient(formatted: GraphQLFormattedError): GraphQLFormattedError {
-  return {
-    message: 'The service lost its connection to its database: try again in a moment',
-    ...(formatted.locations ? { locations: formatted.locations } : {}),
-    ...(formatted.path ? { path: formatted.path } : {}),
-    extensions: { code: ErrorCode.SERVICE_OVERLOADED, retryAfter: 1 },
   };
 }
 

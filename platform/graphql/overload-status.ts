@@ -14,9 +14,7 @@
 import type { ApolloServerPlugin, BaseContext } from '@apollo/server';
 import type { GraphQLFormattedError } from 'graphql';
 import { ErrorCode } from '../errors/index.ts';
-
-/** `Retry-After` when an overload error does not say. */
-const defaultRetryAfterSeconds = 1;
+import { defaultRetryAfterSeconds } from '../database/overload.ts';
 
 /**
  * The seconds to put in `Retry-After` when a result is "overloaded, nothing done", else undefined.

@@ -13,6 +13,7 @@
 import { randomUUID } from 'node:crypto';
 import { demoProducts } from '../demo/data.ts';
 import { sleep } from './support.ts';
+import { randomLines } from './orders.ts';
 
 /** What a client of the gateway sees, by the code it could branch on. */
 export interface CallResult<T> {
@@ -127,13 +128,6 @@ const myOrdersQuery = '{ me { id orders(first: 5) { edges { node { id status tot
 const address = { name: 'Chaos Customer', line1: '1 Main Street', city: 'Berlin', postalCode: '10115', country: 'DE' };
 
 /** 1–3 demo products, 1–3 units each (every product has stock: topUpStock runs first). */
-function randomLines(): { productId: string; quantity: number }[] {
-  const count = 1 + Math.floor(Math.random() * 3);
-  const picked = new Set<string>();
-  while (picked.size < count) picked.add(demoProducts[Math.floor(Math.random() * demoProducts.length)]!.id);
-  return [...picked].map((productId) => ({ productId, quantity: 1 + Math.floor(Math.random() * 3) }));
-}
-
 /** An order as the client asked for it: retried with the same key until placed. */
 interface OrderAttempt {
   idempotencyKey: string;

@@ -158,7 +158,7 @@ export class ChaosPlatform {
   /** The pid of each running service: from runtime.json when it lists them, else from `ps`. */
   async servicePids(): Promise<Partial<Record<ServiceName, number>>> {
     const pids: Partial<Record<ServiceName, number>> = {};
-    const runtime = readRuntimeFile(this.dataDir) as { services?: Record<string, { pid?: number }> } | undefined;
+    const runtime = readRuntimeFile(this.dataDir);
     for (const name of serviceNames) {
       const pid = runtime?.services?.[name]?.pid;
       if (typeof pid === 'number' && isAlive(pid)) pids[name] = pid;

@@ -43,7 +43,8 @@ const placeOrderMutation = `mutation ($input: PlaceOrderInput!) { placeOrder(inp
 
 // ── the client side ────────────────────────────────────────────────────────────────────────
 
-function randomLines(): { productId: string; quantity: number }[] {
+/** One to three distinct demo products, one to three of each: what the order benchmarks place. */
+export function randomLines(): { productId: string; quantity: number }[] {
   const count = 1 + Math.floor(Math.random() * 3);
   const picked = new Set<string>();
   while (picked.size < count) picked.add(demoProducts[Math.floor(Math.random() * demoProducts.length)]!.id);

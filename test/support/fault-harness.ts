@@ -73,8 +73,16 @@ export function parseBusOptions(json: string | undefined): EventBusFactoryOption
 /** Variables by which createEventBus picks a bus: a child gets exactly the test's, none of the parent's. */
 export const busVariables = ['NATS_URL', 'NATS_STREAM', 'NATS_SUBJECT_PREFIX', 'EVENT_BUS_DATABASE_URL', 'DATABASE_URL'] as const;
 
+/**
+ * The test's environment without anything that picks a bus or a database: a child process finds
+ * both only in what its test gives it, never in a variable of the machine that points elsewhere.
+ */
+export function inheritedEnv(): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries(process.env).filter(([name]) => !(busVariables as readonly string[]).includes(name) && !name.endsWith('_DATABASE_URL')),
+  );
+}
+
 export function childEnv(busEnv: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env };
-  for (const name of busVariables) delete env[name];
-  return { ...env, ...busEnv };
+  return { ...inheritedEnv(), ...busEnv };
 }

@@ -230,12 +230,6 @@ export class OrderReadModel {
     return histories;
   }
 
-  /** The database's current snapshot, as text for `statusHistories`. */
-  async currentSnapshot(): Promise<string> {
-    const [row] = await this.db.$queryRaw<{ snapshot: string }[]>`SELECT pg_current_snapshot()::text AS snapshot`;
-    return row!.snapshot;
-  }
-
   /**
    * Where the change feed is now: the last feed position projected, and the snapshot it was read
    * in (one statement, so every change not in the snapshot is numbered after `horizon`).

@@ -19,6 +19,7 @@
  *    was waiting in the queue therefore always wins over the deadline it beat.
  */
 import type { EventBus } from '../../../platform/events/bus.ts';
+import { OutageLog } from '../../../platform/database/outage.ts';
 import { createLogger, errorFields } from '../../../platform/logging/logger.ts';
 import type { OrderSagaRunner, SagaTransaction } from './saga-runner.ts';
 
@@ -76,19 +77,17 @@ export class DeadlineSweeper<Tx extends SagaTransaction> {
     let timer: NodeJS.Timeout | undefined;
     let running: Promise<void> = Promise.resolve();
     // An unreachable database fails every tick: said once when it starts and once when it ends.
-    let failing = false;
+    const outage = new OutageLog({
+      logger: this.log,
+      failure: 'deadline sweep failed; retrying every tick, and the time until it works again will not count',
+      recovery: 'deadline sweeps work again',
+    });
     const schedule = () => {
       timer = setTimeout(() => {
         running = this.tick()
           .then(
-            () => {
-              if (failing) this.log.info('deadline sweeps work again');
-              failing = false;
-            },
-            (error: unknown) => {
-              if (!failing) this.log.warn('deadline sweep failed; retrying every tick, and the time until it works again will not count', errorFields(error));
-              failing = true;
-            },
+            () => outage.recovered(),
+            (error: unknown) => outage.failed(error),
           )
           .finally(() => void (stopped || schedule()));
       }, this.sweepIntervalMs);

@@ -10,6 +10,7 @@
  * a database restart loses no change (docs/decisions/0020).
  */
 import pg from 'pg';
+import { OutageLog } from '../../../platform/database/outage.ts';
 import { createLogger, errorFields, type Logger } from '../../../platform/logging/logger.ts';
 import { isUuid } from '../../../platform/ids.ts';
 import { ORDER_PROJECTIONS_CHANNEL } from '../projections/projector.ts';
@@ -27,6 +28,8 @@ export interface OrderProjectionFeedOptions {
 export class OrderProjectionFeed {
   readonly #options: Required<Omit<OrderProjectionFeedOptions, 'logger'>>;
   readonly #log: Logger;
+  /** The LISTEN connection's reconnections, said once per outage. */
+  readonly #reconnecting: OutageLog;
   readonly #listeners = new Set<ProjectionListener>();
   #client: pg.Client | undefined;
   /** The connection being opened (or reopened), if any. */
@@ -39,6 +42,7 @@ export class OrderProjectionFeed {
   constructor(options: OrderProjectionFeedOptions) {
     this.#options = { databaseUrl: options.databaseUrl, reconnectMs: options.reconnectMs ?? 1_000 };
     this.#log = options.logger ?? createLogger('order-projection-feed');
+    this.#reconnecting = new OutageLog({ logger: this.#log, failure: 'reconnecting LISTEN failed', recovery: 'LISTEN reconnected' });
   }
 
   /** Subscribers in this process. */
@@ -153,10 +157,14 @@ export class OrderProjectionFeed {
     this.#reconnectTimer = setTimeout(() => {
       this.#reconnectTimer = undefined;
       if (this.#closed || this.#listeners.size === 0) return;
-      this.#ensureListening().catch((error) => {
-        this.#log.warn('reconnecting LISTEN failed', errorFields(error));
-        this.#scheduleReconnect();
-      });
+      this.#ensureListening().then(
+        () => this.#reconnecting.recovered(),
+        (error: unknown) => {
+          // Every second while the database is away: one warning per outage, not one per try.
+          this.#reconnecting.failed(error);
+          this.#scheduleReconnect();
+        },
+      );
     }, this.#options.reconnectMs);
     this.#reconnectTimer.unref();
   }
