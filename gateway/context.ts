@@ -1,4 +1,5 @@
 /** The gateway's per-request context: who is calling and the id that follows the request downstream. */
+import type { ServerResponse } from 'node:http';
 import type { OperationTypeNode } from 'graphql';
 import type { Identity } from '../platform/identity/identity.ts';
 
@@ -7,6 +8,11 @@ export interface GatewayContext {
   requestId: string;
   /** The client's W3C trace context, when it sent a well-formed one. */
   traceparent?: string;
+  /**
+   * The HTTP response of an HTTP request (undefined on a WebSocket): where a plugin sets response
+   * headers (`Set-Cookie` after a sign-in) before the result is written.
+   */
+  httpResponse?: ServerResponse;
   /** Added to the response's `extensions` by plugins (e.g. the estimated cost), on every transport. */
   responseExtensions?: Record<string, unknown>;
   /**

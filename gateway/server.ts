@@ -307,6 +307,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       sendJson(response, 401, { errors: [{ message: refused.message, extensions: { code: refused.extensions?.code ?? 'UNAUTHENTICATED' } }] });
       return true;
     }
+    context.httpResponse = response;
     // No document at all: Apollo Server's own answers (the Sandbox landing page for a browser's
     // GET, its "no query" error otherwise), which run nothing.
     if (params.query === undefined && !(params.extensions && typeof params.extensions === 'object')) return { context };
@@ -344,6 +345,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     maxBodyBytes,
     context: (request) => gatewayContextOf(request, options.customerTokenPublicKey),
     isReady: () => ready,
+    onRequest: (request, response) => pipeline.handleHttpRequest({ request, response }),
     intercept: admitHttp,
     routes: {
       // Liveness, and the supervisor's "it is up": 200 once the supergraph is loaded, nothing else looked at.

@@ -25,6 +25,7 @@ import { getVariableValues } from 'graphql/execution/values.js';
 import { LRUCache } from 'lru-cache';
 import { ErrorCode } from '../../platform/errors/index.ts';
 import { formatGraphQLError, invalidVariableField, withoutSuggestions } from '../../platform/errors/masking.ts';
+import { sendJson } from '../../platform/http/graphql-http.ts';
 import type { Identity } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
@@ -34,6 +35,7 @@ import type {
   ClientConnection,
   ExecutionResult,
   GatewayPlugin,
+  HttpExchange,
   OperationExecution,
   ParsedDocument,
   SubgraphFetch,
@@ -153,6 +155,24 @@ export class GatewayCore {
     }
     const operation = getOperationAST(document, operationName) ?? undefined;
     return { source, document, operationName, operation, kind: operation?.operation, variables, validated: cached !== undefined };
+  }
+
+  /**
+   * Runs the plugins' HTTP hooks on a request to the GraphQL endpoint: true when one of them
+   * answered it (a preflight, a refusal), and nothing else may.
+   */
+  async handleHttpRequest(exchange: HttpExchange): Promise<boolean> {
+    try {
+      for (const plugin of this.plugins) {
+        if ((await plugin.onHttpRequest?.(exchange)) === 'handled') return true;
+      }
+    } catch (error) {
+      const refusal = this.#refusalOf(error);
+      if (refusal.retryAfterSeconds !== undefined) exchange.response.setHeader('retry-after', String(refusal.retryAfterSeconds));
+      sendJson(exchange.response, refusal.status, { errors: [refusal.toClient()] });
+      return true;
+    }
+    return false;
   }
 
   /** Runs the plugins' connection hooks. Throws the first refusal (having released what was taken). */

@@ -7,7 +7,7 @@
  *
  * Order of the hooks for one operation:
  *
- *   onConnection ─▶ [onOperationReceived] ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ wrapExecution ─▶ onSubgraphRequest ─▶ wrapSubgraphFetch
+ *   [onHttpRequest] ─▶ onConnection ─▶ [onOperationReceived] ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ wrapExecution ─▶ onSubgraphRequest ─▶ wrapSubgraphFetch
  *   (who, how)      (parsed AST)                  (valid, variables   (planning and  (each fetch, each       (each HTTP fetch:
  *                                                  coerced)            execution)     upstream subscription)  deadlines, retries…)
  *
@@ -15,7 +15,7 @@
  * run. A refusal is a `GatewayRefusal` (refusal.ts): a GraphQL error with a code, an HTTP status
  * and, for WebSockets, a close code.
  */
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayExecutionResult } from '@apollo/server-gateway-interface';
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import type { Identity } from '../../platform/identity/identity.ts';
@@ -120,12 +120,29 @@ export interface SubgraphHealth {
   readonly details?: Readonly<Record<string, unknown>>;
 }
 
+/**
+ * An HTTP request to the GraphQL endpoint as it arrives, before its body is read: preflights,
+ * GETs, POSTs, and streams alike (not WebSocket upgrades: those are connections, seen by
+ * onConnection with their upgrade request).
+ */
+export interface HttpExchange {
+  readonly request: IncomingMessage;
+  /** Headers set here (e.g. `Access-Control-Allow-Origin`) are sent with whatever answers the request. */
+  readonly response: ServerResponse;
+}
+
 /** An HTTP fetch to a subgraph, as the next step of the chain sends it. */
 export type SubgraphFetch = (init: RequestInit) => Promise<Response>;
 
 export interface GatewayPlugin {
   /** Shown in logs. */
   readonly name: string;
+  /**
+   * An HTTP request arrived at the GraphQL endpoint, before anything is read: set response headers
+   * (CORS), answer it yourself (a preflight) and return `'handled'`, or throw a GatewayRefusal
+   * (an origin not allowed). Later hooks reach the same response through `context.httpResponse`.
+   */
+  onHttpRequest?(exchange: HttpExchange): void | 'handled' | Promise<void | 'handled'>;
   /**
    * A client connection is being admitted: an HTTP request once its operation is parsed (so that
    * the transport is known), a WebSocket at `connection_init`, a multipart or SSE stream before it

@@ -32,6 +32,11 @@ export interface GraphQLHttpOptions<TContext extends BaseContext> {
   /** While this answers false, GraphQL requests get 503 (e.g. the supergraph is still loading). */
   isReady?: () => boolean;
   /**
+   * Sees each request to the GraphQL path as it arrives, before readiness is checked or the body
+   * read (CORS preflights, origin checks): `true` means it answered the request itself.
+   */
+  onRequest?: (request: IncomingMessage, response: ServerResponse) => boolean | Promise<boolean>;
+  /**
    * Sees each GraphQL request (its parsed JSON body, or its GET parameters) before Apollo Server
    * does: `true` means it served the request itself (a refusal, the gateway's HTTP subscriptions),
    * `{ context }` hands it to Apollo Server with that context, `false` as if there were no hook.
@@ -209,6 +214,7 @@ export function createGraphQLHttpServer<TContext extends BaseContext>(options: G
       const route = options.routes?.[url.pathname];
       if (route) return route(request, response);
       if (url.pathname === graphqlPath) {
+        if (options.onRequest && (await options.onRequest(request, response))) return;
         if (options.isReady && !options.isReady()) {
           sendJson(response, 503, graphQLErrorBody('Starting up: try again in a moment', 'SERVICE_UNAVAILABLE'));
           return;
