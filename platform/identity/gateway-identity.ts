@@ -66,11 +66,11 @@ export class GatewayIdentitySigner {
   async sign(identity: Identity, subgraph: string, lifetime: IdentityUse | { ttlSeconds: number } = 'call'): Promise<string> {
     const ttlSeconds = typeof lifetime === 'object' ? lifetime.ttlSeconds : lifetime === 'subscription' ? this.options.subscriptionTtlSeconds : this.options.callTtlSeconds;
     if (!Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new Error(`ttlSeconds must be a positive integer, got ${ttlSeconds}`);
-    const key = `${subgraph}|${ttlSeconds}|${identity.customerId ?? ''}|${identity.roles.join(',')}`;
+    const key = `${subgraph}|${ttlSeconds}|${identity.customerId ?? ''}|${identity.roles.join(',')}|${identity.sessionId ?? ''}`;
     const now = Date.now();
     const cached = this.cache.get(key);
     if (cached && cached.renewAt > now) return cached.token;
-    const token = await new SignJWT({ roles: [...identity.roles] })
+    const token = await new SignJWT({ roles: [...identity.roles], ...(identity.sessionId ? { sid: identity.sessionId } : {}) })
       .setProtectedHeader({ alg: signingAlgorithm, typ: 'JWT' })
       .setIssuer(issuer)
       .setAudience(subgraphAudience(subgraph))
@@ -107,7 +107,8 @@ export async function verifyGatewayIdentityClaims(publicKey: CryptoKey, header: 
     });
     const claimed = Array.isArray(payload.roles) ? payload.roles : [];
     if (!claimed.every(isRole)) throw unauthenticated('Requests must come through the gateway', 401);
-    const identity: Identity = payload.sub ? { customerId: payload.sub, roles: claimed } : { ...anonymous, roles: claimed };
+    const sessionId = typeof payload.sid === 'string' && payload.sid !== '' ? { sessionId: payload.sid } : {};
+    const identity: Identity = payload.sub ? { customerId: payload.sub, roles: claimed, ...sessionId } : { ...anonymous, roles: claimed };
     return { identity, expiresAt: payload.exp! * 1000 };
   } catch (error) {
     if (error instanceof joseErrors.JOSEError) throw unauthenticated('Requests must come through the gateway', 401);

@@ -11,6 +11,11 @@ export interface Identity {
   /** The customer's id (`sub`), or null for an anonymous caller. */
   customerId: string | null;
   roles: readonly Role[];
+  /**
+   * The accounts session the caller's token belongs to (its `sid` claim), when the token names
+   * one: sign-out and password changes end it (docs/decisions/0022-sessions.md).
+   */
+  sessionId?: string;
 }
 
 export const anonymous: Identity = Object.freeze({ customerId: null, roles: [] });

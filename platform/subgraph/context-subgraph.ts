@@ -1,6 +1,8 @@
 /** What every context's `start…Subgraph` takes and returns. */
 import { readFileSync } from 'node:fs';
 import { parse, type DocumentNode } from 'graphql';
+import type { IncomingMessage } from 'node:http';
+import type { ApolloServerPlugin } from '@apollo/server';
 import type { CryptoKey } from 'jose';
 import type { StatementCounter } from '../database/statements.ts';
 import type { EventBus, EventHandler, SubscribeOptions, Subscription } from '../events/bus.ts';
@@ -9,6 +11,7 @@ import { declareConsumers } from '../events/consumers.ts';
 import { OutboxRelay, type OutboxRelayOptions } from '../events/relay.ts';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
 import { WriteQueue } from '../database/write-queue.ts';
+import type { Route } from '../http/graphql-http.ts';
 import { queueMutations } from './mutation-queue.ts';
 import { busCheck, databaseCheck } from './readiness.ts';
 import { startSubgraph, type RequestScope, type RunningSubgraph } from './server.ts';
@@ -61,7 +64,12 @@ export interface ContextSubgraphSpec<TContext extends RequestScope> {
   db: ContextDatabase;
   statements: StatementCounter;
   resolvers: GraphQLResolverMap<TContext>;
-  createContext: (scope: RequestScope) => TContext;
+  /** `request` is the HTTP request (absent on a subscription socket). */
+  createContext: (scope: RequestScope, request?: IncomingMessage) => TContext;
+  /** The context's own HTTP routes beside `/graphql` (server.ts). */
+  routes?: Record<string, Route>;
+  /** The context's own Apollo Server plugins (server.ts). */
+  plugins?: ApolloServerPlugin<TContext>[];
   /** The context's consumers of other contexts' events. */
   consumers?: readonly ContextConsumer[];
   /** Serves the schema's Subscription fields over graphql-ws (see subscriptions.ts). */
@@ -90,6 +98,8 @@ export async function startContextSubgraph<TContext extends RequestScope>(
     port: options.port,
     ...(options.host ? { host: options.host } : {}),
     ...(spec.subscriptions ? { subscriptions: true } : {}),
+    ...(spec.routes ? { routes: spec.routes } : {}),
+    ...(spec.plugins ? { plugins: spec.plugins } : {}),
   });
   const bus = options.eventBus;
   const subscriptions: Subscription[] = [];

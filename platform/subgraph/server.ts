@@ -6,7 +6,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
-import { ApolloServer } from '@apollo/server';
+import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/resolverMap.js';
@@ -15,7 +15,7 @@ import type { CryptoKey } from 'jose';
 import { formatErrorForClient } from '../errors/masking.ts';
 import { overloadStatus } from '../graphql/overload-status.ts';
 import { rejectInvalidText } from '../graphql/text-input.ts';
-import { createGraphQLHttpServer, close, listen, sendJson } from '../http/graphql-http.ts';
+import { createGraphQLHttpServer, close, listen, sendJson, type Route } from '../http/graphql-http.ts';
 import { gatewayIdentityHeader, verifyGatewayIdentity } from '../identity/gateway-identity.ts';
 import type { Identity } from '../identity/identity.ts';
 import type { Causation } from '../events/envelope.ts';
@@ -43,8 +43,11 @@ export interface SubgraphOptions<TContext extends RequestScope> {
   name: string;
   typeDefs: DocumentNode;
   resolvers: GraphQLResolverMap<TContext>;
-  /** Builds the per-request context (loaders, use cases) once the caller's identity is known. */
-  createContext: (scope: RequestScope) => TContext;
+  /**
+   * Builds the per-request context (loaders, use cases) once the caller's identity is known;
+   * `request` is the HTTP request (absent on a subscription socket).
+   */
+  createContext: (scope: RequestScope, request?: IncomingMessage) => TContext;
   /** Public key of the gateway's identity signatures. */
   gatewayPublicKey: CryptoKey;
   /**
@@ -66,6 +69,10 @@ export interface SubgraphOptions<TContext extends RequestScope> {
   admission?: SubgraphAdmissionOptions;
   /** The longest a request may run, whatever its `x-request-deadline` (deadline.ts). @default 15_000 */
   maxRequestMs?: number;
+  /** The context's own HTTP routes beside `/graphql`, by exact path (e.g. accounts' JWKS). @default {} */
+  routes?: Record<string, Route>;
+  /** The context's own Apollo Server plugins (e.g. one that sets a response header). @default [] */
+  plugins?: ApolloServerPlugin<TContext>[];
 }
 
 export interface RunningSubgraph {
@@ -104,6 +111,7 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
       requestErrorLogging<TContext>(log, { production: options.production }),
       // Nothing done because of overload: 503 with Retry-After (docs/decisions/0016).
       overloadStatus<TContext>(),
+      ...(options.plugins ?? []),
     ],
     formatError: (formatted, error) => withSubgraphRefusalCodes(formatErrorForClient(formatted, error, { maskInternalErrors: options.production }), error),
   });
@@ -140,11 +148,12 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
       const identity = await identityOf(request);
       const requestId = headerValue(request.headers['x-request-id']) ?? randomUUID();
       const traceparent = headerValue(request.headers.traceparent) ?? null;
-      const context = options.createContext({ identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent } });
+      const context = options.createContext({ identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent } }, request);
       trackRequestDeadline(context, request, options.maxRequestMs !== undefined ? { maxRequestMs: options.maxRequestMs } : {});
       return context;
     },
     routes: {
+      ...options.routes,
       // Liveness: the process answers. A database or a broker away is readiness's business.
       '/health': async (_request, response) => sendJson(response, 200, { status: 'ok', subgraph: options.name }),
       '/ready': async (_request, response) => {

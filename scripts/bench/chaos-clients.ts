@@ -88,22 +88,23 @@ export interface Customer {
   token: string;
 }
 
-const authPayload = '{ token customer { id email } }';
+const authPayload = '{ accessToken customer { id email } }';
 
+/** A new customer as an app makes one: sign up, then sign in (sign-up hands out no token). */
 export async function signUp(url: string, email: string, password: string, name: string): Promise<Customer> {
-  const result = await graphqlCall<{ signUp: { token: string; customer: { id: string; email: string } } }>(
+  const result = await graphqlCall<{ signUp: { message: string } }>(
     url,
-    `mutation ($email: String!, $password: String!, $name: String!) { signUp(email: $email, password: $password, name: $name) ${authPayload} }`,
+    'mutation ($email: String!, $password: String!, $name: String!) { signUp(email: $email, password: $password, name: $name) { message } }',
     { email, password, name },
     undefined,
     30_000,
   );
   if (!result.data?.signUp) throw new Error(`signUp ${email} failed: ${result.codes.join(', ')}`);
-  return { id: result.data.signUp.customer.id, email, token: result.data.signUp.token };
+  return signIn(url, email, password);
 }
 
 export async function signIn(url: string, email: string, password: string): Promise<Customer> {
-  const result = await graphqlCall<{ signIn: { token: string; customer: { id: string; email: string } } }>(
+  const result = await graphqlCall<{ signIn: { accessToken: string; customer: { id: string; email: string } } }>(
     url,
     `mutation ($email: String!, $password: String!) { signIn(email: $email, password: $password) ${authPayload} }`,
     { email, password },
@@ -111,7 +112,7 @@ export async function signIn(url: string, email: string, password: string): Prom
     30_000,
   );
   if (!result.data?.signIn) throw new Error(`signIn ${email} failed: ${result.codes.join(', ')}`);
-  return { id: result.data.signIn.customer.id, email, token: result.data.signIn.token };
+  return { id: result.data.signIn.customer.id, email, token: result.data.signIn.accessToken };
 }
 
 /** Enough stock of every demo product that no order of the run is rejected for lack of it. */

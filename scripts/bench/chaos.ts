@@ -217,8 +217,13 @@ export async function run(args: string[]): Promise<void> {
     const nats = await PrivateNats.start({ dir: join(dir, 'nats') });
     cleanups.add('stopping NATS', () => nats.stop());
     say(`PostgreSQL on port ${postgres.port}, NATS on port ${nats.port}; starting the platform (npm start)…`);
-    const env = options.stepTimeoutMs ? { SAGA_STEP_TIMEOUT_MS: String(options.stepTimeoutMs) } : undefined;
-    const platform = await ChaosPlatform.start({ dir, serverUrl: postgres.url, natsUrl: nats.url, ...(env ? { env } : {}) });
+    const env = {
+      ...(options.stepTimeoutMs ? { SAGA_STEP_TIMEOUT_MS: String(options.stepTimeoutMs) } : {}),
+      // The load's clients hold one access token for the whole run and do not refresh it (what is
+      // measured is recovery from faults): tokens outlive the run, as they did before sessions.
+      AUTH_ACCESS_TOKEN_TTL_SECONDS: String(6 * 3600),
+    };
+    const platform = await ChaosPlatform.start({ dir, serverUrl: postgres.url, natsUrl: nats.url, env });
     cleanups.add('stopping the platform', () => platform.stop());
     say(`platform up: gateway ${platform.gatewayUrl}, log ${platform.logFile}`);
 

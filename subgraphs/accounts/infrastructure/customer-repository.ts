@@ -1,12 +1,12 @@
 /** Customers and their addresses in the accounts database. */
 import DataLoader from 'dataloader';
 import { conflictError, notFoundError } from '../../../platform/errors/domain-error.ts';
-import { isUniqueViolation, unauthenticated } from '../../../platform/errors/index.ts';
+import { unauthenticated } from '../../../platform/errors/index.ts';
 import { isUuid, newId } from '../../../platform/ids.ts';
 import type { Role } from '../../../platform/identity/identity.ts';
 import type { AddressDraft } from '../domain/address.ts';
 import { maxAddressesPerCustomer } from '../domain/address.ts';
-import type { AccountsDatabase } from './database.ts';
+import type { AccountsDatabase, AccountsTransaction } from './database.ts';
 
 export interface CustomerRecord {
   id: string;
@@ -25,15 +25,25 @@ export interface AddressRecord extends AddressDraft {
 export class CustomerRepository {
   constructor(private readonly db: AccountsDatabase) {}
 
-  async create(customer: { email: string; name: string; passwordHash: string; roles?: Role[] }): Promise<CustomerRecord> {
-    try {
-      return await this.db.customer.create({
-        data: { id: newId(), email: customer.email, name: customer.name, passwordHash: customer.passwordHash, roles: customer.roles ?? ['customer'] },
-      });
-    } catch (error) {
-      if (isUniqueViolation(error)) throw conflictError('An account with this email already exists: sign in instead', 'email');
-      throw error;
-    }
+  /**
+   * Creates the customer unless the email is taken, in one statement either way (INSERT … ON
+   * CONFLICT DO NOTHING): sign-up answers alike in both cases (use-cases/sign-up.ts), and of two
+   * simultaneous sign-ups with one email exactly one row is written. True when it was created.
+   */
+  async createUnlessTaken(customer: { email: string; name: string; passwordHash: string; roles?: Role[] }): Promise<boolean> {
+    const { count } = await this.db.customer.createMany({
+      data: [{ id: newId(), email: customer.email, name: customer.name, passwordHash: customer.passwordHash, roles: customer.roles ?? ['customer'] }],
+      skipDuplicates: true,
+    });
+    return count === 1;
+  }
+
+  findById(id: string): Promise<CustomerRecord | null> {
+    return isUuid(id) ? this.db.customer.findUnique({ where: { id } }) : Promise.resolve(null);
+  }
+
+  async setPasswordHash(customerId: string, passwordHash: string, db: AccountsDatabase | AccountsTransaction = this.db): Promise<void> {
+    await db.customer.update({ where: { id: customerId }, data: { passwordHash } });
   }
 
   findByEmail(email: string): Promise<CustomerRecord | null> {

@@ -9,3 +9,13 @@ export function connectAccountsDatabase(databaseUrl: string): { db: AccountsData
   const db = new PrismaClient(prismaClientOptions(databaseUrl));
   return { db, statements: countStatements(db) };
 }
+
+/** The client inside an interactive transaction: repositories take it to write in one. */
+export type AccountsTransaction = Parameters<Parameters<AccountsDatabase['$transaction']>[0]>[0];
+
+/** Runs `work` in one transaction of the accounts database. */
+export type InTransaction = <T>(work: (tx: AccountsTransaction) => Promise<T>) => Promise<T>;
+
+export function transactionsOf(db: AccountsDatabase): InTransaction {
+  return (work) => db.$transaction(work);
+}
