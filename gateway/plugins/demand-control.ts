@@ -12,7 +12,8 @@ import { Redis } from 'ioredis';
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
 import { intFromEnv } from '../../platform/config.ts';
 import { createCostModel, estimateOperationCost, type CostModel, type CostModelOptions } from '../../platform/graphql/cost.ts';
-import { createLogger, errorFields } from '../../platform/logging/logger.ts';
+import { createLogger } from '../../platform/logging/logger.ts';
+import { closeRedis, connectRedis, firstConnection } from '../../platform/redis/connection.ts';
 import type { AdmittedOperation, GatewayPlugin } from '../pipeline/plugin.ts';
 import { GatewayRefusal } from '../pipeline/refusal.ts';
 
@@ -161,7 +162,7 @@ function budgetStore({ points, windowSeconds, keyPrefix, redis }: BudgetStoreOpt
   let owned: Redis | undefined;
   let connected: Promise<void> = Promise.resolve();
   if (redis !== undefined) {
-    const client = typeof redis === 'string' ? connect(redis) : redis;
+    const client = typeof redis === 'string' ? connectRedis(redis, { purpose: 'cost budgets', whileDown: 'budgets are counted per replica until it is back', log }) : redis;
     if (typeof redis === 'string') owned = client;
     connected = firstConnection(client, 1_000);
     limiter = new RateLimiterRedis({
@@ -186,45 +187,7 @@ function budgetStore({ points, windowSeconds, keyPrefix, redis }: BudgetStoreOpt
       }
     },
     async close() {
-      if (owned) await owned.quit().catch(() => owned?.disconnect());
+      await closeRedis(owned);
     },
   };
-}
-
-/**
- * Resolves once the client is ready, fails to connect, or after `timeoutMs`: the first admissions wait for the
- * connection being made (else they would all count in memory), never for a Redis that is down.
- */
-function firstConnection(client: Redis, timeoutMs: number): Promise<void> {
-  if (client.status === 'ready') return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      client.off('ready', done);
-      client.off('error', done);
-      resolve();
-    };
-    const timer = setTimeout(done, timeoutMs);
-    timer.unref();
-    client.once('ready', done);
-    // A refused connection will not be ready soon: count in memory at once.
-    client.once('error', done);
-  });
-}
-
-function connect(url: string): Redis {
-  // A command must not wait behind a long reconnection: after a second, the insurance limiter counts.
-  const client = new Redis(url, { maxRetriesPerRequest: 1, commandTimeout: 1_000, enableOfflineQueue: false });
-  let down = false;
-  client.on('error', (error) => {
-    // ioredis retries on its own; one line per outage, not one per attempt.
-    if (down) return;
-    down = true;
-    log.warn('Redis for cost budgets is unreachable: budgets are counted per replica until it is back', errorFields(error));
-  });
-  client.on('ready', () => {
-    if (down) log.info('Redis for cost budgets is back');
-    down = false;
-  });
-  return client;
 }

@@ -75,9 +75,13 @@ export function requestErrorLogging<TContext extends BaseContext>(log: Logger, o
         async willSendResponse(requestContext) {
           if (errors.length === 0) return;
           const { internal, fields } = requestErrorFields(errors, options);
+          // The app that sent it (the gateway's client awareness), to tell a broken release from an attack.
+          const client = (requestContext.contextValue as { client?: { name?: string; version?: string } } | undefined)?.client;
           const line = {
             requestId: requestIdOf(requestContext as unknown as GraphQLRequestContext<BaseContext>),
             operationName: requestContext.operationName ?? requestContext.request.operationName ?? null,
+            ...(client?.name ? { clientName: client.name } : {}),
+            ...(client?.version ? { clientVersion: client.version } : {}),
             ...fields,
           };
           if (internal) log.error('request failed', line);

@@ -104,6 +104,8 @@ export class ChaosPlatform {
       NATS_URL: this.options.natsUrl,
       DATA_DIR: this.dataDir,
       GATEWAY_PORT: String(this.ports.gateway),
+      // The benchmark's clients share one address: per-caller limits would measure themselves, not recovery.
+      GATEWAY_RATE_LIMITS: 'off',
       ...Object.fromEntries(contextNames.map((name) => [`${name.toUpperCase()}_PORT`, String(this.ports[name])])),
       ...this.options.env,
     });
