@@ -44,7 +44,7 @@ export function deduplication(options: DeduplicationOptions = {}): Deduplication
     joined,
     wrapExecution(execution, next) {
       if (options.requests === false || execution.operationType !== 'query') return next();
-      const key = JSON.stringify([callerKey(execution.context.identity), execution.operationName, execution.source, execution.variables]);
+      const key = JSON.stringify([callerKey(execution.context.identity), execution.rewriteKey ?? null, execution.operationName, execution.source, execution.variables]);
       const running = executions.get(key);
       // A copy for each joiner: Apollo Server sets the response's extensions on what it is given.
       if (running) joined.executions++;
