@@ -6,8 +6,12 @@ import type { Identity } from '../platform/identity/identity.ts';
 export interface GatewayContext {
   identity: Identity;
   requestId: string;
+  /** The app the request comes from (`apollographql-client-name` / `-version`), set by the core at admission. */
+  client?: { name: string | undefined; version: string | undefined };
   /** The client's W3C trace context, when it sent a well-formed one. */
   traceparent?: string;
+  /** The client's network address (of its HTTP request or WebSocket), sent to subgraphs for their per-address limits. */
+  clientAddress?: string;
   /**
    * The HTTP response of an HTTP request (undefined on a WebSocket): where a plugin sets response
    * headers (`Set-Cookie` after a sign-in) before the result is written.

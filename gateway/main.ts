@@ -7,7 +7,11 @@
  * GATEWAY_CONNECTION_INIT_TIMEOUT_MS (3000), GATEWAY_KEEPALIVE_MS (12000), SUBSCRIPTION_UPSTREAM_RECONNECT_BUDGET_MS (60000).
  * Operation limits: GATEWAY_MAX_DEPTH, GATEWAY_MAX_ALIASES, GATEWAY_MAX_ROOT_FIELDS, GATEWAY_MAX_DIRECTIVES,
  * GATEWAY_MAX_TOKENS, GATEWAY_MAX_DOCUMENT_BYTES, GATEWAY_MAX_FIELDS (defaults in platform/graphql/operation-limits.ts),
- * GATEWAY_MAX_BODY_BYTES (128 KiB). Demand control: see plugins/demand-control.ts.
+ * GATEWAY_MAX_BODY_BYTES (128 KiB). Demand control: see plugins/demand-control.ts. Apps, rate limits and trusted
+ * documents: GATEWAY_CLIENTS(_FILE), GATEWAY_UNKNOWN_CLIENTS, GATEWAY_RATE_LIMITS(_FILE), GATEWAY_TRUSTED_DOCUMENTS_DIR
+ * (see plugins/client-awareness.ts, rate-limits.ts, trusted-documents.ts).
+ * Sessions: AUTH_JWKS_URL (accounts' /.well-known/jwks.json), AUTH_REVOCATION_POLL_MS (2000), GATEWAY_CORS_ORIGINS,
+ * GATEWAY_SESSION_COOKIE_SECURE (auto) (see plugins/sessions.ts, cors.ts, csrf.ts).
  * Resilience: GATEWAY_REQUEST_TIMEOUT_MS (10000), SUBGRAPH_TIMEOUT_MS, SUBGRAPH_RETRIES, SUBGRAPH_RETRY_DELAY_MS,
  * SUBGRAPH_BREAKER_FAILURES, SUBGRAPH_BREAKER_HALF_OPEN_AFTER_MS, SUBGRAPH_MAX_CONCURRENCY, SUBGRAPH_MAX_QUEUE (each
  * also per subgraph with a _<NAME> suffix; defaults in plugins/resilience.ts), GATEWAY_DEDUPLICATE_REQUESTS and
@@ -17,9 +21,13 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { generateKeyPair } from 'jose';
 import { intFromEnv, isProduction, keyNames, readSecret } from '../platform/config.ts';
+import { clientRegistryOptionsFromEnv } from './plugins/client-awareness.ts';
 import { demandControlOptionsFromEnv } from './plugins/demand-control.ts';
+import { rateLimitsOptionsFromEnv } from './plugins/rate-limits.ts';
+import { documentStoresFromEnv } from './plugins/trusted-documents.ts';
 import { operationLimitsFromEnv } from './plugins/operation-limits.ts';
 import { resilienceOptionsFromEnv } from './plugins/resilience.ts';
+import { sessionsOptionsFromEnv } from './plugins/sessions.ts';
 import { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
 import { importPrivateKey, importPublicKey, signingAlgorithm } from '../platform/identity/keys.ts';
 import { createLogger, errorFields } from '../platform/logging/logger.ts';
@@ -65,12 +73,15 @@ try {
   const supergraphPath = values.supergraph ?? process.env.SUPERGRAPH_PATH ?? 'schema/supergraph.graphql';
   const tokenKey = readSecret(keyNames.authTokenPublic);
   if (!tokenKey && production) throw new Error(`${keyNames.authTokenPublic} (or _FILE) must be set in production`);
+  const rateLimits = rateLimitsOptionsFromEnv(process.env);
   const running = await startGateway({
     supergraphSdl: readFileSync(supergraphPath, 'utf8'),
     port: values.port ? Number(values.port) : intFromEnv('GATEWAY_PORT', 4000),
     host: values.host ?? process.env.GATEWAY_HOST ?? '0.0.0.0',
     subgraphUrls: subgraphUrlsFrom(values['subgraph-url'] ?? []),
     ...(tokenKey ? { customerTokenPublicKey: await importPublicKey(tokenKey) } : {}),
+    sessions: sessionsOptionsFromEnv(process.env),
+    corsOrigins: (process.env.GATEWAY_CORS_ORIGINS ?? '').split(',').map((origin) => origin.trim()).filter(Boolean),
     identitySigner: await identitySigner(production),
     production,
     requestTimeoutMs: intFromEnv('GATEWAY_REQUEST_TIMEOUT_MS', 10_000),
@@ -81,6 +92,9 @@ try {
     },
     limits: operationLimitsFromEnv(process.env),
     demandControl: demandControlOptionsFromEnv(process.env),
+    clients: clientRegistryOptionsFromEnv(process.env),
+    ...(rateLimits ? { rateLimits } : {}),
+    trustedDocuments: documentStoresFromEnv(process.env),
     maxBodyBytes: intFromEnv('GATEWAY_MAX_BODY_BYTES', gatewayMaxBodyBytes),
     apolloTelemetry: process.env.APOLLO_TELEMETRY === 'true',
     subscriptions: {

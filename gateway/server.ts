@@ -7,9 +7,8 @@ import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import type { GatewayInterface } from '@apollo/server-gateway-interface';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
-import { GraphQLError } from 'graphql';
+import { getOperationAST, GraphQLError, type DocumentNode } from 'graphql';
 import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
-import { ApolloServerPluginLandingPageLocalDefault } from '@apollo/server/plugin/landingPage/default';
 import type { CryptoKey } from 'jose';
 import { ErrorCode } from '../platform/errors/index.ts';
 import { formatErrorForClient } from '../platform/errors/masking.ts';
@@ -19,21 +18,33 @@ import { close, createGraphQLHttpServer, listen, sendJson, type GraphQLRequestPa
 import type { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
 import { createLogger } from '../platform/logging/logger.ts';
 import { requestErrorLogging } from '../platform/logging/request-errors.ts';
-import { gatewayContextOf } from './authentication.ts';
+import { authenticateHttpRequest, gatewayContextOf } from './authentication.ts';
 import type { GatewayContext } from './context.ts';
-import { GatewayCore } from './pipeline/core.ts';
-import type { GatewayPlugin, SubgraphHealth } from './pipeline/plugin.ts';
+import { withoutAuthorizationDirectives } from './authorization/rules.ts';
+import { GatewayCore, operationRewriteOf } from './pipeline/core.ts';
+import type { ExecutionResult, GatewayPlugin, OperationRewrite, SubgraphHealth } from './pipeline/plugin.ts';
 import { GatewayRefusal, isRefusal } from './pipeline/refusal.ts';
 import { PluginDataSource } from './pipeline/subgraph-data-source.ts';
+import { clientAwareness, clientRegistry, type ClientRegistryOptions } from './plugins/client-awareness.ts';
+import { authorization, type AuthorizationOptions } from './plugins/authorization.ts';
 import { connectionLimits } from './plugins/connection-limits.ts';
+import { cors } from './plugins/cors.ts';
+import { csrf } from './plugins/csrf.ts';
 import { deduplication, type DeduplicationOptions } from './plugins/deduplication.ts';
 import { demandControl, type DemandControlOptions } from './plugins/demand-control.ts';
+import { explorerLanding, explorerRoutes, type ExplorerOptions } from './plugins/explorer.ts';
 import { identitySigning } from './plugins/identity-signing.ts';
 import { limitedParse, operationLimits } from './plugins/operation-limits.ts';
 import { requestTracing } from './plugins/request-tracing.ts';
+import { rateLimits, type RateLimitsOptions } from './plugins/rate-limits.ts';
 import { resilience, type ResilienceOptions } from './plugins/resilience.ts';
+import { sessions, type SessionsOptions } from './plugins/sessions.ts';
 import { subgraphTimeout } from './plugins/subgraph-timeout.ts';
 import { textInput } from './plugins/text-input.ts';
+import { openDocumentStores, trustedDocuments, type DocumentStoresSettings } from './plugins/trusted-documents.ts';
+import type { ApqStore } from './documents/apq.ts';
+import type { TrustedDocumentStore } from './documents/store.ts';
+import { allowedOriginsFrom, OriginPolicy } from './sessions/origins.ts';
 import { FederatedSubscriptions } from './subscriptions/federated-subscriptions.ts';
 import { Federation, type SubgraphEndpoint } from './subscriptions/federation.ts';
 import { HttpSubscriptionStreams, subscriptionProtocolOf, subscriptionTransports } from './subscriptions/http.ts';
@@ -49,8 +60,18 @@ export interface GatewayOptions {
   host?: string;
   /** Subgraph URLs by subgraph name, overriding the URLs written in the supergraph. */
   subgraphUrls?: Record<string, string>;
-  /** Verifies clients' bearer tokens; without it every request carrying a token is refused. */
+  /**
+   * Verifies clients' tokens that have no `kid` or its kid (AUTH_TOKEN_PUBLIC_KEY), accounts
+   * reachable or not; tokens of other kids are verified with accounts' JWKS (`sessions`).
+   */
   customerTokenPublicKey?: CryptoKey;
+  /** Token keys by kid (JWKS), revoked sessions (feed), the web session cookie. Defaults in plugins/sessions.ts. */
+  sessions?: SessionsOptions;
+  /**
+   * Origins a browser app may call from with credentials (GATEWAY_CORS_ORIGINS, exact origins);
+   * outside production Sandbox's are added. The gateway's own origin is always allowed. @default []
+   */
+  corsOrigins?: string[];
   /** Signs the identity forwarded to subgraphs. */
   identitySigner: GatewayIdentitySigner;
   /** Production turns introspection, Sandbox and schema hints in errors off, and masks internal errors. */
@@ -65,6 +86,8 @@ export interface GatewayOptions {
   limits?: Partial<OperationLimits>;
   /** Cost of operations and budgets per client, priced by the supergraph's @cost and @listSize. Defaults in plugins/demand-control.ts. */
   demandControl?: Omit<DemandControlOptions, 'schema'>;
+  /** The supergraph's @authenticated, @requiresScopes and @policy: the policies' functions. Defaults in plugins/authorization.ts. */
+  authorization?: AuthorizationOptions;
   /**
    * The largest request body and WebSocket message taken. Documents are bounded far lower
    * (`limits.maxDocumentBytes`); this bounds variables, and what a client makes the gateway read.
@@ -79,6 +102,17 @@ export interface GatewayOptions {
    * or offline deployment must not do by surprise. @default false
    */
   apolloTelemetry?: boolean;
+  /** The development explorer: Sandbox when reachable, else GraphiQL served by the gateway (never in production). Defaults in plugins/explorer.ts. */
+  explorer?: ExplorerOptions;
+  /** The apps that call the gateway (apollographql-client-name), and what an undeclared one may do. Defaults in plugins/client-awareness.ts. */
+  clients?: ClientRegistryOptions;
+  /** Rate limits per caller, root field and app (RATE_LIMITED, 429). Off when not given; defaults in plugins/rate-limits.ts. */
+  rateLimits?: RateLimitsOptions;
+  /**
+   * Where the apps' trusted documents (manifests) and APQ registrations are: Redis, or a directory
+   * and this process's memory; or the stores themselves. Not given: persisted queries are refused.
+   */
+  trustedDocuments?: DocumentStoresSettings | { store: TrustedDocumentStore; apq: ApqStore };
   /** Subscriptions: limits of client connections, and how subgraph sockets recover from drops. */
   subscriptions?: SubscriptionLimits & {
     upstream?: Omit<UpstreamOptions, 'decorate' | 'log'>;
@@ -92,9 +126,32 @@ export interface GatewayOptions {
 /** The gateway's default body and WebSocket message limit: 128 KiB (subgraphs take 1 MiB: entity batches are larger). */
 export const gatewayMaxBodyBytes = 131_072;
 
+/** The stores given, or opened from their settings. */
+function documentStoresOf(given: NonNullable<GatewayOptions['trustedDocuments']>): { store: TrustedDocumentStore; apq: ApqStore } {
+  return 'store' in given ? given : openDocumentStores(given);
+}
+
 /** The gateway's own plugins, in the order they run; `options.plugins` come after them. */
-export function gatewayPlugins(options: GatewayOptions): GatewayPlugin[] {
+export function gatewayPlugins(options: GatewayOptions, subgraphs: { accountsUrl?: string } = {}): GatewayPlugin[] {
+  const origins = new OriginPolicy(allowedOriginsFrom((options.corsOrigins ?? []).join(','), options.production));
+  const clients = clientRegistry({ ...options.clients, production: options.production });
   return [
+    // Development: a browser's GET /graphql gets the explorer's landing page, before anything reads its cookie.
+    ...(options.production ? [] : [explorerLanding(options.explorer)]),
+    // Browsers: which origins may call, who the caller is (token or cookie), and a cookie only from those origins.
+    cors({ origins }),
+    sessions({
+      ...options.sessions,
+      ...(options.customerTokenPublicKey ? { staticKey: options.customerTokenPublicKey } : {}),
+      ...(subgraphs.accountsUrl ? { accountsUrl: subgraphs.accountsUrl } : {}),
+      signer: options.identitySigner,
+      log: createLogger('gateway.sessions'),
+    }),
+    csrf({ origins }),
+    // Which app is calling, what it may run, how often (docs/decisions/0024, 0025).
+    clientAwareness({ registry: clients, log: createLogger('gateway.clients') }),
+    ...(options.trustedDocuments ? [trustedDocuments({ registry: clients, ...documentStoresOf(options.trustedDocuments) })] : []),
+    ...(options.rateLimits ? [rateLimits(options.rateLimits)] : []),
     // Admission: who may connect, what shape and cost an operation may have.
     connectionLimits({
       ...(options.subscriptions?.maxConnectionsPerCaller !== undefined ? { maxConnectionsPerCaller: options.subscriptions.maxConnectionsPerCaller } : {}),
@@ -103,6 +160,8 @@ export function gatewayPlugins(options: GatewayOptions): GatewayPlugin[] {
     operationLimits(options.limits),
     textInput(),
     demandControl({ ...options.demandControl, schema: options.supergraphSdl }),
+    // What the caller may see of it (docs/decisions/0026): the rest is removed before planning.
+    authorization({ ...options.authorization, supergraphSdl: options.supergraphSdl }),
     // Every subgraph call: who is calling, which request, until when.
     identitySigning({ signer: options.identitySigner }),
     requestTracing(),
@@ -166,13 +225,25 @@ function throughExecutionWrappers(gateway: ApolloGateway, core: GatewayCore): Ga
             operationName: requestContext.operationName,
             variables: requestContext.request.variables ?? {},
           };
-          return core.execute(execution, () => loaded.executor(requestContext));
+          // Authorization removed fields: the rewritten document is planned (cached by the rewrite's
+          // key, never by the client's document's hash) and its result completed.
+          const rewrite = operationRewriteOf(execution.context);
+          if (!rewrite) return core.execute(execution, () => loaded.executor(requestContext));
+          const planAndRun = (document: DocumentNode) =>
+            loaded.executor({ ...requestContext, document, queryHash: rewrite.key, operation: getOperationAST(document, requestContext.operationName)! });
+          return core.execute({ ...execution, rewriteKey: rewrite.key }, () => executeRewritten(rewrite, planAndRun));
         },
       };
     },
     onSchemaLoadOrUpdate: (callback) => gateway.onSchemaLoadOrUpdate(callback),
     stop: () => gateway.stop(),
   };
+}
+
+/** A rewritten operation (authorization removed fields): its document executed, its result completed; nothing run when nothing is left. */
+async function executeRewritten(rewrite: OperationRewrite, execute: (document: DocumentNode) => Promise<ExecutionResult>): Promise<ExecutionResult> {
+  if (!rewrite.document) return rewrite.complete({ data: {} });
+  return rewrite.complete(await execute(rewrite.document));
 }
 
 export interface Readiness {
@@ -238,13 +309,16 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   // The subscription path: the same supergraph, planner and data sources as queries.
   let core: GatewayCore | undefined;
   const dataSource = (name: string, url: string) => new PluginDataSource({ subgraph: name, url, core: () => core!, log: log.child('subgraphs') });
+  // The supergraph as @apollo/gateway plans it: its authorization directives are the authorization
+  // plugin's to enforce, before planning (docs/decisions/0026).
+  const executableSupergraphSdl = withoutAuthorizationDirectives(options.supergraphSdl);
   const federation = new Federation({
-    supergraphSdl: options.supergraphSdl,
+    supergraphSdl: executableSupergraphSdl,
     ...(options.subgraphUrls ? { subgraphUrls: options.subgraphUrls } : {}),
     // Endpoints come with their URL overrides already applied.
     buildService: (endpoint: SubgraphEndpoint) => dataSource(endpoint.name, endpoint.url),
   });
-  const plugins = gatewayPlugins(options);
+  const plugins = gatewayPlugins(options, { accountsUrl: federation.endpoints.get('accounts')?.url });
   core = new GatewayCore({
     schema: federation.apiSchema,
     plugins,
@@ -253,7 +327,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     parse: limitedParse(options.limits),
   });
   const pipeline = core;
-  const apolloGateway = new ApolloGateway({ supergraphSdl: options.supergraphSdl, buildService: ({ name, url }) => dataSource(name, options.subgraphUrls?.[name] ?? url!) });
+  const apolloGateway = new ApolloGateway({ supergraphSdl: executableSupergraphSdl, buildService: ({ name, url }) => dataSource(name, options.subgraphUrls?.[name] ?? url!) });
   const gateway = throughExecutionWrappers(apolloGateway, pipeline);
   const subscriptionLog = createLogger('gateway.subscriptions');
   const upstreams = new UpstreamSubscriptions({ ...options.subscriptions?.upstream, decorate: (request) => pipeline.decorateSubgraphRequest(request), log: subscriptionLog });
@@ -279,16 +353,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     // Our process lifecycle (platform/process/lifecycle.ts) owns SIGINT/SIGTERM; Apollo's own
     // handlers would race it and re-raise the signal halfway through a graceful stop.
     stopOnTerminationSignals: false,
-    csrfPrevention: true,
+    // Simple requests (form posts, text/plain, GETs without a preflight header) are refused; a
+    // client that names itself (Apollo's client awareness header) has made a preflight-worthy request.
+    csrfPrevention: { requestHeaders: ['x-apollo-operation-name', 'apollo-require-preflight', 'apollographql-client-name'] },
     plugins: [
       refuseSubscriptionsOutsideTheSubscriptionPath,
       responseExtensions,
       requestErrorLogging<GatewayContext>(log, { production: options.production }),
       // A response overload kept from doing anything is 503 with Retry-After (docs/decisions/0016).
       overloadStatus<GatewayContext>(),
-      options.production
-        ? ApolloServerPluginLandingPageDisabled()
-        : ApolloServerPluginLandingPageLocalDefault({ embed: true, includeCookies: false }),
+      // The landing page is the gateway's own (plugins/explorer.ts, development only), never Apollo's.
+      ApolloServerPluginLandingPageDisabled(),
     ],
     // Logged once per request by requestErrorLogging, not once per error here.
     formatError: (formatted, error) => formatErrorForClient(formatted, error, { maskInternalErrors: options.production }),
@@ -300,37 +375,50 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
    */
   const admitHttp = async (request: IncomingMessage, response: ServerResponse, params: GraphQLRequestParams): Promise<Intercepted<GatewayContext>> => {
     let context: GatewayContext;
+    let authenticated: Awaited<ReturnType<typeof authenticateHttpRequest>>['authenticated'];
     try {
-      context = await gatewayContextOf(request, options.customerTokenPublicKey);
+      ({ context, authenticated } = await authenticateHttpRequest(request, pipeline));
     } catch (error) {
-      const refused = error as GraphQLError;
-      sendJson(response, 401, { errors: [{ message: refused.message, extensions: { code: refused.extensions?.code ?? 'UNAUTHENTICATED' } }] });
+      if (!isRefusal(error)) throw error;
+      sendRefusal(response, error);
       return true;
     }
     context.httpResponse = response;
-    // No document at all: Apollo Server's own answers (the Sandbox landing page for a browser's
-    // GET, its "no query" error otherwise), which run nothing.
+    // No document at all: Apollo Server's own "no query" answer, which runs nothing (a browser's
+    // GET got the explorer's landing page before this, in development).
     if (params.query === undefined && !(params.extensions && typeof params.extensions === 'object')) return { context };
     let release: (() => void) | undefined;
     try {
-      const parsed = pipeline.parse(params);
+      // A persisted query's hash becomes its text here (trusted documents, APQ), before parsing.
+      const resolved = await pipeline.resolveDocument(params, { request });
+      const parsed = pipeline.parse(resolved);
       const protocol = parsed.kind === 'subscription' ? subscriptionProtocolOf(request.headers.accept) : undefined;
       if (parsed.kind === 'subscription' && !protocol) {
         throw new GatewayRefusal(ErrorCode.BAD_REQUEST, `Subscriptions are served over ${subscriptionTransports}`, { status: 400 });
       }
-      const admission = await pipeline.admitConnection({ transport: protocol ?? 'http', request, identity: context.identity });
+      // A stream is ended early when its session is revoked: the refusal is its last event.
+      const ending = new AbortController();
+      const admission = await pipeline.admitConnection({
+        transport: protocol ?? 'http',
+        request,
+        identity: context.identity,
+        ...(authenticated.credential ? { credential: authenticated.credential } : {}),
+        ...(authenticated.expiresAt !== undefined ? { expiresAt: authenticated.expiresAt } : {}),
+        ...(protocol ? { end: (refusal: GatewayRefusal) => ending.abort(refusal) } : {}),
+      });
       release = admission.release;
       const operation = await pipeline.admitOperation(parsed, admission.connection, context, request.headers);
       if (protocol) {
         try {
-          await httpStreams.serve(request, response, protocol, operation);
+          await httpStreams.serve(request, response, protocol, operation, ending.signal);
         } finally {
           admission.release(); // the caller's slot is held exactly as long as the stream
         }
         return true;
       }
       response.once('close', admission.release);
-      return { context };
+      // Only a request whose document the plugins resolved (a persisted query) is rewritten for Apollo Server.
+      return resolved === params ? { context } : { context, params: resolved };
     } catch (error) {
       release?.();
       if (!isRefusal(error)) throw error;
@@ -343,11 +431,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
   const http: Server = createGraphQLHttpServer<GatewayContext>({
     apollo,
     maxBodyBytes,
-    context: (request) => gatewayContextOf(request, options.customerTokenPublicKey),
+    context: (request) => gatewayContextOf(request, pipeline),
     isReady: () => ready,
     onRequest: (request, response) => pipeline.handleHttpRequest({ request, response }),
     intercept: admitHttp,
     routes: {
+      ...(options.production ? {} : explorerRoutes(options.explorer)),
       // Liveness, and the supervisor's "it is up": 200 once the supergraph is loaded, nothing else looked at.
       '/health': (_request, response) => sendJson(response, ready ? 200 : 503, { status: ready ? 'ok' : 'loading' }),
       '/ready': (_request, response) => {
@@ -361,7 +450,6 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     schema: federation.apiSchema,
     core,
     subscriptions,
-    customerTokenPublicKey: options.customerTokenPublicKey,
     log: subscriptionLog,
     isReady: () => ready,
     maxPayloadBytes: maxBodyBytes,

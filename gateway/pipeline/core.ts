@@ -3,7 +3,7 @@
  * SSE) knows how to read a request and how to answer; everything between — parsing, the plugins'
  * connection and operation hooks, validation, variable coercion — happens here, once:
  *
- *   parse (bounded, cached) ─▶ admitConnection (plugins) ─▶ admitOperation:
+ *   authenticate (plugins: token or cookie) ─▶ parse (bounded, cached) ─▶ admitConnection (plugins) ─▶ admitOperation:
  *     onDocument (plugins) ─▶ validate (cached) ─▶ pick the operation ─▶ coerce variables ─▶ onOperation (plugins)
  *
  * Refusals are GatewayRefusal errors (a code, an HTTP status, a WebSocket close code).
@@ -26,17 +26,23 @@ import { LRUCache } from 'lru-cache';
 import { ErrorCode } from '../../platform/errors/index.ts';
 import { formatGraphQLError, invalidVariableField, withoutSuggestions } from '../../platform/errors/masking.ts';
 import { sendJson } from '../../platform/http/graphql-http.ts';
-import type { Identity } from '../../platform/identity/identity.ts';
+import { anonymous, type Identity } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
 import type { GatewayContext } from '../context.ts';
+import { clientAppOf } from '../plugins/client-awareness.ts';
 import type {
   AdmittedOperation,
+  Authenticated,
+  ClientApp,
   ClientConnection,
+  Credential,
+  Credentials,
   ExecutionResult,
   GatewayPlugin,
   HttpExchange,
   OperationExecution,
+  OperationRewrite,
   ParsedDocument,
   SubgraphFetch,
   SubgraphHealth,
@@ -87,6 +93,13 @@ export interface ConnectionInit {
   identity: Identity;
   /** Operations running on the connection now (a WebSocket's subscriptions). @default 1 */
   activeOperations?: () => number;
+  /** A WebSocket's `connection_init` payload: where a browser app names itself (client awareness). */
+  connectionParams?: Record<string, unknown>;
+  /** How the caller authenticated, and until when (from `authenticate`). */
+  credential?: Credential;
+  expiresAt?: number;
+  /** Ends the connection early (a long-lived one whose session was revoked). */
+  end?: (refusal: GatewayRefusal) => void;
 }
 
 /** A connection the plugins let in; `release` runs their end-of-connection functions once. */
@@ -127,6 +140,34 @@ export class GatewayCore {
   /** Documents held parsed and validated, and their accounted size in bytes. */
   get documentCache(): { entries: number; bytes: number } {
     return { entries: this.#valid.size, bytes: this.#valid.calculatedSize };
+  }
+
+  /**
+   * The request with its document's text: the plugins' `resolveDocument` may find it by a
+   * persisted query's hash, or refuse a document this client may not run. The returned request
+   * has no `persistedQuery` left (it is dealt with), so nothing after the core sees a hash.
+   * Throws a GatewayRefusal; a hash no plugin resolves is PERSISTED_QUERY_NOT_SUPPORTED.
+   */
+  async resolveDocument(params: OperationParams, from: { request: IncomingMessage; client?: ClientApp; connectionParams?: Record<string, unknown> }): Promise<OperationParams> {
+    const extensions = params.extensions && typeof params.extensions === 'object' && !Array.isArray(params.extensions) ? (params.extensions as Record<string, unknown>) : undefined;
+    // graphql-ws requires a `query` string: a client sending only a hash sends ''.
+    const query = typeof params.query === 'string' && params.query !== '' ? params.query : undefined;
+    let resolved: string | undefined;
+    try {
+      const client = from.client ?? clientAppOf(from.request.headers, from.connectionParams);
+      for (const plugin of this.plugins) {
+        resolved = await plugin.resolveDocument?.({ request: from.request, client, query, extensions });
+        if (resolved !== undefined) break;
+      }
+    } catch (error) {
+      throw this.#refusalOf(error);
+    }
+    if (!extensions || !('persistedQuery' in extensions)) return resolved === undefined ? params : { ...params, query: resolved };
+    if (resolved === undefined && query === undefined) {
+      throw new GatewayRefusal('PERSISTED_QUERY_NOT_SUPPORTED', 'PersistedQueryNotSupported', { status: 200 });
+    }
+    const { persistedQuery: _dealtWith, ...rest } = extensions;
+    return { ...params, query: resolved ?? query, extensions: rest };
   }
 
   /** Checks the request's shape and parses its document. Throws a GatewayRefusal. */
@@ -175,19 +216,42 @@ export class GatewayCore {
     return false;
   }
 
+  /**
+   * Who the credentials say the caller is: the first plugin that recognises them answers; none
+   * recognising any is anonymous, but an `Authorization` no plugin can verify is refused (401),
+   * never taken as anonymous. Throws a GatewayRefusal.
+   */
+  async authenticate(credentials: Credentials): Promise<Authenticated> {
+    try {
+      for (const plugin of this.plugins) {
+        const authenticated = await plugin.authenticate?.(credentials);
+        if (authenticated) return authenticated;
+      }
+    } catch (error) {
+      throw this.#refusalOf(error);
+    }
+    if (credentials.authorization) throw new GatewayRefusal(ErrorCode.UNAUTHENTICATED, 'This gateway is not configured to accept tokens', { status: 401 });
+    return { identity: anonymous };
+  }
+
   /** Runs the plugins' connection hooks. Throws the first refusal (having released what was taken). */
   async admitConnection(init: ConnectionInit): Promise<Admission> {
     const remoteAddress = init.request.socket.remoteAddress ?? 'unknown';
     const active = init.activeOperations ?? (() => 1);
+    const client = clientAppOf(init.request.headers, init.connectionParams);
     const connection: ClientConnection = {
       transport: init.transport,
       request: init.request,
+      client,
       identity: init.identity,
       caller: callerOf(init.identity, remoteAddress),
       remoteAddress,
       get activeOperations() {
         return active();
       },
+      ...(init.credential ? { credential: init.credential } : {}),
+      ...(init.expiresAt !== undefined ? { expiresAt: init.expiresAt } : {}),
+      ...(init.end ? { end: init.end } : {}),
     };
     const releases: (() => void)[] = [];
     let released = false;
@@ -264,6 +328,7 @@ export class GatewayCore {
     }
     context.responseExtensions ??= {};
     context.operationType = operation.operation;
+    context.client = connection.client;
     const admitted: AdmittedOperation = {
       connection,
       source: parsed.source,
@@ -276,7 +341,15 @@ export class GatewayCore {
       responseExtensions: context.responseExtensions,
     };
     try {
-      for (const plugin of this.plugins) await plugin.onOperation?.(admitted);
+      let rewrite: OperationRewrite | undefined;
+      for (const plugin of this.plugins) {
+        const returned = await plugin.onOperation?.(admitted);
+        if (!returned) continue;
+        // Two rewrites of one operation would each complete results of a document they did not make.
+        if (rewrite) throw new Error(`a second plugin (${plugin.name}) rewrote the operation`);
+        rewrite = returned;
+      }
+      if (rewrite) (context as RewrittenContext)[rewriteKey] = rewrite;
     } catch (error) {
       throw this.#refusalOf(error);
     }
@@ -339,6 +412,19 @@ export class GatewayCore {
     this.#options.log.error('a gateway plugin failed', errorFields(error));
     return new GatewayRefusal('SERVICE_UNAVAILABLE', 'The gateway could not admit the request: try again', { status: 503, retryAfterSeconds: 1 });
   }
+}
+
+/**
+ * The rewrite a plugin returned for the operation of this context (operationRewriteOf). It is kept
+ * on the context, under a key of the core's own, because the context is what reaches both the
+ * executor (Apollo Server hands it a copy, own properties included) and the subscription path.
+ */
+const rewriteKey = Symbol('gateway.operationRewrite');
+type RewrittenContext = GatewayContext & { [rewriteKey]?: OperationRewrite };
+
+/** What the gateway executes for the operation admitted with this context, when a plugin rewrote it. */
+export function operationRewriteOf(context: GatewayContext): OperationRewrite | undefined {
+  return (context as RewrittenContext)[rewriteKey];
 }
 
 /** A result with the plugins' response extensions (e.g. the estimated cost) added, on any transport. */

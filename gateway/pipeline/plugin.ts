@@ -7,8 +7,8 @@
  *
  * Order of the hooks for one operation:
  *
- *   [onHttpRequest] ─▶ onConnection ─▶ [onOperationReceived] ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ wrapExecution ─▶ onSubgraphRequest ─▶ wrapSubgraphFetch
- *   (who, how)      (parsed AST)                  (valid, variables   (planning and  (each fetch, each       (each HTTP fetch:
+ *   [onHttpRequest] ─▶ authenticate ─▶ [resolveDocument] ─▶ onConnection ─▶ [onOperationReceived] ─▶ onDocument ─▶ (validation) ─▶ onOperation ─▶ wrapExecution ─▶ onSubgraphRequest ─▶ wrapSubgraphFetch
+ *                   (credentials)   (persisted query)     (who, how)      (parsed AST)                  (valid, variables   (planning and  (each fetch, each       (each HTTP fetch:
  *                                                  coerced)            execution)     upstream subscription)  deadlines, retries…)
  *
  * Plugins run in the order they are given; the first that throws refuses, and the rest do not
@@ -20,27 +20,84 @@ import type { GatewayExecutionResult } from '@apollo/server-gateway-interface';
 import type { DocumentNode, OperationDefinitionNode } from 'graphql';
 import type { Identity } from '../../platform/identity/identity.ts';
 import type { GatewayContext } from '../context.ts';
+import type { GatewayRefusal } from './refusal.ts';
 
 /** How a client reaches the gateway. */
 export type Transport = 'http' | 'graphql-ws' | 'multipart' | 'sse';
+
+/**
+ * The app a request comes from, as it names itself (Apollo's `apollographql-client-name` and
+ * `-version`, checked for length and characters): what logs, rate limits and trusted documents
+ * tell apps apart by. A name is a claim, not a proof (docs/decisions/0025).
+ */
+export interface ClientApp {
+  readonly name: string | undefined;
+  readonly version: string | undefined;
+}
 
 /** A client connection: one HTTP request, one WebSocket, or one multipart / SSE stream. */
 export interface ClientConnection {
   readonly transport: Transport;
   /** The HTTP request, or the WebSocket's upgrade request. */
   readonly request: IncomingMessage;
+  /** The app, from the request's headers (a WebSocket: its `connection_init` payload, else its upgrade request's). */
+  readonly client: ClientApp;
   readonly identity: Identity;
   /** `customer:<id>` for a signed-in caller, else `address:<ip>`: what per-caller limits count. */
   readonly caller: string;
   readonly remoteAddress: string;
   /** Operations running on this connection now (subscriptions of a WebSocket; 1 for HTTP). */
   readonly activeOperations: number;
+  /** How the caller proved who it is (undefined for an anonymous caller): the cookie brings CSRF rules. */
+  readonly credential?: Credential;
+  /** When the caller's credential expires (epoch ms): a long-lived connection ends then. */
+  readonly expiresAt?: number;
+  /**
+   * Ends a long-lived connection before its time (its session was revoked): a WebSocket is closed
+   * with the refusal's close code, a stream gets it as its last error. Undefined for a plain HTTP
+   * request, which ends on its own.
+   */
+  end?(refusal: GatewayRefusal): void;
+}
+
+/** How a client proves who it is: a bearer token (header, `connection_init`) or the session cookie. */
+export type Credential = 'token' | 'cookie';
+
+/** What a client presented to say who it is, on any transport, before anything is verified. */
+export interface Credentials {
+  readonly transport: Transport;
+  /** The HTTP request, or the WebSocket's upgrade request: its headers carry the cookie. */
+  readonly request: IncomingMessage;
+  /** An `Authorization` value: the HTTP header, or the one a `connection_init` payload carries. */
+  readonly authorization: string | undefined;
+}
+
+/** Who a client is, as the plugin that recognised its credentials verified it. */
+export interface Authenticated {
+  readonly identity: Identity;
+  /** Undefined for an anonymous caller. */
+  readonly credential?: Credential;
+  /** When the credential expires (epoch ms). */
+  readonly expiresAt?: number;
 }
 
 /** What arrived, before it is parsed. */
 export interface ReceivedOperation {
   /** Length of the document's text (UTF-16 code units): what parsing and validating it will cost. */
   readonly documentLength: number;
+}
+
+/**
+ * A request's document as it arrived, before it is parsed: its text, or only a persisted query's
+ * hash (`extensions.persistedQuery.sha256Hash`), or both (an APQ registration).
+ */
+export interface DocumentRequest {
+  /** The HTTP request, or the WebSocket's upgrade request. */
+  readonly request: IncomingMessage;
+  readonly client: ClientApp;
+  /** The text sent, when it was. */
+  readonly query: string | undefined;
+  readonly extensions: Readonly<Record<string, unknown>> | undefined;
 }
 
 /** A document as parsed, not yet validated: the place for cheap structural checks. */
@@ -105,10 +162,32 @@ export interface OperationExecution {
   readonly source: string;
   readonly operationName: string | null;
   readonly variables: Readonly<Record<string, unknown>>;
+  /**
+   * The key of the OperationRewrite it runs as (authorization removed fields), when one did: two
+   * executions of one text by one caller are the same only with the same rewrite.
+   */
+  readonly rewriteKey?: string;
 }
 
 /** The executor's result: data and errors, before masking. */
 export type ExecutionResult = GatewayExecutionResult;
+
+/**
+ * What an onOperation hook may return: a document for the gateway to plan and execute instead of
+ * the client's (authorization removes what the caller may not see), on every transport, and how
+ * each result is completed for the operation the client sent. At most one plugin rewrites.
+ */
+export interface OperationRewrite {
+  /** Planned and executed in place of the client's document; null when nothing is left to execute (no subgraph is called). */
+  readonly document: DocumentNode | null;
+  /** Equal keys mean equal documents and equal completions: the plan cache and shared subscription results go by it. */
+  readonly key: string;
+  /**
+   * The client's result, from one of the rewritten document (a query's or mutation's, or each
+   * subscription event's); `{ data: {} }` when there was nothing to execute.
+   */
+  complete(result: ExecutionResult): ExecutionResult;
+}
 
 /**
  * A subgraph's health as one plugin sees it (e.g. its circuit breaker): `up` takes calls,
@@ -138,6 +217,13 @@ export interface GatewayPlugin {
   /** Shown in logs. */
   readonly name: string;
   /**
+   * Who presented these credentials: undefined when they are none of this plugin's kind (the next
+   * plugin is asked; when none recognises any, the caller is anonymous); a GatewayRefusal (401)
+   * when they are of its kind and do not verify (never anonymous). Run for every HTTP request and
+   * every WebSocket's `connection_init`, before anything else looks at the caller.
+   */
+  authenticate?(credentials: Credentials): Authenticated | undefined | Promise<Authenticated | undefined>;
+  /**
    * An HTTP request arrived at the GraphQL endpoint, before anything is read: set response headers
    * (CORS), answer it yourself (a preflight) and return `'handled'`, or throw a GatewayRefusal
    * (an origin not allowed). Later hooks reach the same response through `context.httpResponse`.
@@ -155,10 +241,19 @@ export interface GatewayPlugin {
    * is its own connection: bound it in onConnection.
    */
   onOperationReceived?(connection: ClientConnection, received: ReceivedOperation): void | Promise<void>;
+  /**
+   * The request's document, before it is parsed (every transport): return the text to run (a
+   * persisted query's, found by its hash), nothing to leave the request as it is, or throw a
+   * GatewayRefusal (a document this client may not run). The first plugin that returns a text wins.
+   */
+  resolveDocument?(request: DocumentRequest): string | undefined | Promise<string | undefined>;
   /** A parsed document, before validation: bounded, synchronous checks only. */
   onDocument?(document: ParsedDocument): void;
-  /** A valid operation, before planning. Throw a GatewayRefusal to refuse it. */
-  onOperation?(operation: AdmittedOperation): void | Promise<void>;
+  /**
+   * A valid operation, before planning. Throw a GatewayRefusal to refuse it, or return an
+   * OperationRewrite to have the gateway execute another document in its place.
+   */
+  onOperation?(operation: AdmittedOperation): void | OperationRewrite | Promise<void | OperationRewrite>;
   /** Decorates each subgraph call (headers, extensions, connection_init payload); may refuse it. */
   onSubgraphRequest?(request: SubgraphRequest): void | Promise<void>;
   /**

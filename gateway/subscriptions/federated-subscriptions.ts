@@ -31,6 +31,8 @@ import { formatGraphQLError } from '../../platform/errors/masking.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
 import type { GatewayContext } from '../context.ts';
+import { operationRewriteOf } from '../pipeline/core.ts';
+import type { OperationRewrite } from '../pipeline/plugin.ts';
 import type { Federation, PlannedSubscription } from './federation.ts';
 import { scopeKeyOf, type UpstreamRequest, type UpstreamSubscriptions } from './upstream.ts';
 
@@ -65,6 +67,8 @@ interface View {
   /** Its operation's plan: operations with the same primary fetch share an upstream, not the rest of their plans. */
   planned: PlannedSubscription;
   request: { document: DocumentNode; operationName: string | null; variables: Record<string, unknown>; context: GatewayContext };
+  /** What a plugin rewrote the client's operation into (authorization): each event's result is completed by it. */
+  rewrite: OperationRewrite | undefined;
   /** The clients events are delivered to. */
   clients: Set<PushIterator<FormattedExecutionResult>>;
   /** The view's members, including those about to be added to `clients`. */
@@ -127,9 +131,13 @@ export class FederatedSubscriptions {
    */
   subscribe(request: SubscribeRequest): SubscriptionEvents | FormattedExecutionResult {
     const { federation } = this.#options;
+    // Authorization may have removed fields (the subscription's own: nothing left, no subgraph is called).
+    const rewrite = operationRewriteOf(request.context);
+    if (rewrite && !rewrite.document) return this.#formatResult(rewrite.complete({ data: {} }) as ExecutionResult);
+    const document = rewrite?.document ?? request.document;
     let planned: PlannedSubscription;
     try {
-      planned = federation.planSubscription(request.document, request.operationName);
+      planned = federation.planSubscription(document, request.operationName);
     } catch (error) {
       return { errors: [this.#format(error instanceof GraphQLError ? error : new GraphQLError('The subscription could not be planned', { originalError: error as Error }))] };
     }
@@ -138,7 +146,7 @@ export class FederatedSubscriptions {
     const endpoint = federation.endpoints.get(planned.primary.serviceName)!;
     const scope = scopeKeyOf(request.context.identity);
     const upstreamKey = JSON.stringify([endpoint.name, scope, planned.primary.operation, sorted(primaryVariables)]);
-    const viewKey = JSON.stringify([planned.operationKey, sorted(variables)]);
+    const viewKey = JSON.stringify([planned.operationKey, rewrite?.key ?? null, sorted(variables)]);
     const open = () =>
       this.#open(upstreamKey, {
         subgraph: endpoint.name,
@@ -173,8 +181,9 @@ export class FederatedSubscriptions {
       view = {
         key: viewKey,
         planned,
+        rewrite,
         request: {
-          document: request.document,
+          document,
           operationName: request.operationName ?? null,
           variables,
           // Shared by the view's clients: the same caller; one id for the requests it makes.
@@ -309,7 +318,8 @@ export class FederatedSubscriptions {
     view.chain = view.chain
       .then(async () => {
         if (view.clients.size === 0) return;
-        const result = this.#formatResult(await federation.resolveEvent(view.planned, view.request, event));
+        const resolved = await federation.resolveEvent(view.planned, view.request, event);
+        const result = this.#formatResult(view.rewrite ? (view.rewrite.complete(resolved as never) as ExecutionResult) : resolved);
         if (view.skipRepeat) {
           view.skipRepeat = false;
           if (JSON.stringify(result) === JSON.stringify(view.lastResult)) return;

@@ -8,16 +8,17 @@
  * - Server-Sent Events in graphql-sse's "distinct connections" mode: `Accept: text/event-stream`,
  *   answered with `event: next` per event and `event: complete` at the end.
  *
- * Both authenticate with the request's `Authorization` header, like any HTTP request, and end
- * the upstream subscription when the client goes away. Admission happens before a stream starts,
+ * Both authenticate like any HTTP request (`Authorization` header or the session cookie), end
+ * when the credential expires or its session is revoked, and end the upstream subscription when
+ * the client goes away. Admission happens before a stream starts,
  * in the gateway's core (gateway/pipeline/core.ts), like every transport's: a refused request
  * (not valid, over a limit, over the caller's connections) gets a JSON error response with the
  * refusal's status and code, and nothing is subscribed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FormattedExecutionResult } from 'graphql';
+import type { FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
 import { ErrorCode } from '../../platform/errors/index.ts';
-import { timerAt, tokenExpiryOf } from '../authentication.ts';
+import { timerAt } from '../authentication.ts';
 import type { AdmittedOperation } from '../pipeline/plugin.ts';
 import type { FederatedSubscriptions, SubscribeRequest } from './federated-subscriptions.ts';
 import { withResponseExtensions } from '../pipeline/core.ts';
@@ -51,9 +52,12 @@ export class HttpSubscriptionStreams {
     return this.#open.size;
   }
 
-  /** Streams an admitted subscription until it ends or the client goes away. */
-  async serve(request: IncomingMessage, response: ServerResponse, protocol: Protocol, operation: AdmittedOperation): Promise<void> {
-    await this.#stream(request, response, protocol, {
+  /**
+   * Streams an admitted subscription until it ends or the client goes away. `ended` aborts (with
+   * a GatewayRefusal as its reason) to end it early: its session was revoked.
+   */
+  async serve(request: IncomingMessage, response: ServerResponse, protocol: Protocol, operation: AdmittedOperation, ended?: AbortSignal): Promise<void> {
+    await this.#stream(request, response, protocol, operation.connection.expiresAt, ended, {
       document: operation.document,
       operationName: operation.operationName,
       variables: operation.variables,
@@ -61,7 +65,14 @@ export class HttpSubscriptionStreams {
     });
   }
 
-  async #stream(request: IncomingMessage, response: ServerResponse, protocol: Protocol, subscription: SubscribeRequest): Promise<void> {
+  async #stream(
+    request: IncomingMessage,
+    response: ServerResponse,
+    protocol: Protocol,
+    expiresAt: number | undefined,
+    ended: AbortSignal | undefined,
+    subscription: SubscribeRequest,
+  ): Promise<void> {
     const started = this.options.subscriptions.subscribe(subscription);
     const writer = protocol === 'multipart' ? multipartWriter(response) : sseWriter(response);
     response.flushHeaders();
@@ -74,8 +85,14 @@ export class HttpSubscriptionStreams {
     const stop = () => void events.return?.();
     this.#open.add(stop);
     const heartbeat = setInterval(() => writer.heartbeat(), this.options.heartbeatMs ?? 5_000);
-    // As on a WebSocket, a stream lives no longer than the token that opened it.
-    const expiresAt = tokenExpiryOf(request.headers.authorization);
+    // As on a WebSocket, a stream lives no longer than the token that opened it, or its session.
+    const end = () => {
+      const refusal = ended?.reason as { toClient?: () => GraphQLFormattedError } | undefined;
+      if (refusal?.toClient) writer.next({ errors: [refusal.toClient()] });
+      stop();
+    };
+    if (ended?.aborted) end();
+    else ended?.addEventListener('abort', end, { once: true });
     const expiry =
       expiresAt === undefined
         ? undefined
@@ -90,6 +107,7 @@ export class HttpSubscriptionStreams {
     } finally {
       clearInterval(heartbeat);
       clearTimeout(expiry);
+      ended?.removeEventListener('abort', end);
       this.#open.delete(stop);
       response.off('close', stop);
       if (!response.destroyed) writer.end();

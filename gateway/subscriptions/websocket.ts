@@ -3,9 +3,10 @@
  * `/graphql` URL, next to HTTP queries on the same port.
  *
  * - Authentication at `connection_init`: the payload carries the client's token as
- *   `{ "Authorization": "Bearer <token>" }` (or `authorization`, or `{ "token": "<token>" }`),
- *   checked by the same rules as HTTP. No token is anonymous; a bad one closes the socket with
- *   4403 and the reason. The socket is closed with 4403 when the token expires.
+ *   `{ "Authorization": "Bearer <token>" }` (or `authorization`, or `{ "token": "<token>" }`), or
+ *   the upgrade request carries the session cookie; the core's `authenticate` checks either by the
+ *   same rules as HTTP. No credentials is anonymous; bad ones close the socket with 4403 and the
+ *   reason. The socket is closed with 4403 when the token expires or its session is revoked.
  * - Admission through the gateway's core (gateway/pipeline/core.ts): the socket is a connection
  *   its plugins admit at `connection_init` (a refusal closes it with the refusal's close code,
  *   e.g. 4429 TOO_MANY_CONNECTIONS), and each `subscribe` an operation they admit (a refusal is
@@ -22,17 +23,15 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, Server } from 'node:http';
 import type { GraphQLSchema } from 'graphql';
 import { useServer } from 'graphql-ws/use/ws';
-import type { CryptoKey } from 'jose';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { ErrorCode } from '../../platform/errors/index.ts';
 import { defaultMaxBodyBytes } from '../../platform/http/graphql-http.ts';
-import type { Identity } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { logWebSocketErrors } from '../../platform/logging/socket-errors.ts';
-import { identityFromAuthorization, timerAt, tokenExpiryOf } from '../authentication.ts';
+import { timerAt } from '../authentication.ts';
 import type { GatewayContext } from '../context.ts';
 import { withResponseExtensions, type GatewayCore } from '../pipeline/core.ts';
-import type { ClientConnection } from '../pipeline/plugin.ts';
+import type { Authenticated, ClientConnection } from '../pipeline/plugin.ts';
 import { GatewayRefusal, isRefusal } from '../pipeline/refusal.ts';
 import type { FederatedSubscriptions } from './federated-subscriptions.ts';
 
@@ -52,7 +51,6 @@ export interface WebSocketTransportOptions {
   schema: GraphQLSchema;
   core: GatewayCore;
   subscriptions: FederatedSubscriptions;
-  customerTokenPublicKey: CryptoKey | undefined;
   log: Logger;
   limits?: SubscriptionLimits;
   /** The largest message taken; a larger one closes the socket with 1009. @default 1_048_576 (the HTTP body limit) */
@@ -107,13 +105,14 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
       onConnect: async (ctx) => {
         const { socket, request } = ctx.extra;
         const authorization = authorizationOf(ctx.connectionParams);
-        let identity: Identity;
+        let authenticated: Authenticated;
         try {
-          identity = await identityFromAuthorization(authorization, options.customerTokenPublicKey);
+          authenticated = await core.authenticate({ transport: 'graphql-ws', request, authorization });
         } catch (error) {
-          socket.close(4403, (error as Error).message.slice(0, 120));
+          socket.close(isRefusal(error) ? error.closeCode : 4403, (error as Error).message.slice(0, 120));
           return false;
         }
+        const { identity } = authenticated;
         // The client may have gone while its token was verified: graphql-ws has then already run
         // onClose, so admitting this connection now would hold its caller's slot forever.
         if (socket.readyState !== socket.OPEN) return false;
@@ -124,6 +123,10 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
             request,
             identity,
             activeOperations: () => Object.keys(ctx.subscriptions).length,
+            ...(authenticated.credential ? { credential: authenticated.credential } : {}),
+            ...(authenticated.expiresAt !== undefined ? { expiresAt: authenticated.expiresAt } : {}),
+            end: (refusal) => socket.close(refusal.closeCode, refusal.message.slice(0, 120)),
+            connectionParams: ctx.connectionParams,
           });
         } catch (error) {
           const refusal = isRefusal(error) ? error : new GatewayRefusal(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', { status: 500, closeCode: 1011 });
@@ -135,7 +138,7 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
           return false;
         }
         const connection: Connection = { admission, connectionId: randomUUID() };
-        const expiresAt = tokenExpiryOf(authorization);
+        const { expiresAt } = authenticated;
         if (expiresAt !== undefined) connection.expiryTimer = timerAt(expiresAt, () => socket.close(4403, 'The token has expired: sign in again'));
         connections.set(ctx.extra, connection);
         return true;
@@ -154,10 +157,14 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
         // one's count is the operations that arrived before it, and itself.
         const active = Object.keys(ctx.subscriptions).length;
         const admitted: ClientConnection = Object.create(connection.admission.connection, { activeOperations: { value: active } });
-        const context: GatewayContext = { identity: connection.admission.connection.identity, requestId: `${connection.connectionId}:${id}` };
+        const context: GatewayContext = {
+          identity: connection.admission.connection.identity,
+          requestId: `${connection.connectionId}:${id}`,
+          clientAddress: connection.admission.connection.remoteAddress,
+        };
         try {
           await core.receiveOperation(admitted, payload);
-          const parsed = core.parse(payload);
+          const parsed = core.parse(await core.resolveDocument(payload, { request: ctx.extra.request, client: admitted.client }));
           if (parsed.kind !== undefined && parsed.kind !== 'subscription') {
             throw new GatewayRefusal(ErrorCode.BAD_REQUEST, `This is a ${parsed.kind}: send queries and mutations as HTTP requests to /graphql`, { status: 400 });
           }

@@ -31,6 +31,16 @@ export const ErrorCode = {
    * written, try again after `Retry-After`. HTTP 503.
    */
   SERVICE_OVERLOADED: 'SERVICE_OVERLOADED',
+  /**
+   * Too many failed sign-ins (or sign-ups) from this address or for this account: try again after
+   * `extensions.retryAfter` seconds. The gateway answers it with HTTP 429 and `Retry-After`.
+   */
+  TOO_MANY_ATTEMPTS: 'TOO_MANY_ATTEMPTS',
+  /**
+   * The gateway removed a field the caller may not see (`@authenticated`, `@requiresScopes`,
+   * `@policy`): it is null, the rest of the data is served. Apollo Router's code.
+   */
+  UNAUTHORIZED_FIELD_OR_TYPE: 'UNAUTHORIZED_FIELD_OR_TYPE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -51,8 +61,10 @@ export const clientErrorCodes: ReadonlySet<string> = new Set([
   ErrorCode.SUBGRAPH_TIMEOUT,
   ErrorCode.TOO_MANY_SUBSCRIPTIONS,
   ErrorCode.SUBSCRIBER_TOO_SLOW,
+  ErrorCode.UNAUTHORIZED_FIELD_OR_TYPE,
   ErrorCode.TOO_MANY_CONNECTIONS,
   ErrorCode.SERVICE_OVERLOADED,
+  ErrorCode.TOO_MANY_ATTEMPTS,
   // Produced by graphql-js / Apollo Server for malformed operations; safe to show.
   'GRAPHQL_PARSE_FAILED',
   'GRAPHQL_VALIDATION_FAILED',
@@ -108,6 +120,11 @@ export function conflict(message: string, field?: string): GraphQLError {
   return new GraphQLError(message, {
     extensions: { code: ErrorCode.CONFLICT, ...(field ? { field } : {}) },
   });
+}
+
+/** Refused by brute-force protection: `retryAfter` is the whole seconds to wait before trying again. */
+export function tooManyAttempts(message: string, retryAfterSeconds: number): GraphQLError {
+  return new GraphQLError(message, { extensions: { code: ErrorCode.TOO_MANY_ATTEMPTS, retryAfter: Math.max(1, Math.ceil(retryAfterSeconds)) } });
 }
 
 /** Prisma's unique-constraint violation. `meta.target` is not filled in Prisma 7: rely on the code. */

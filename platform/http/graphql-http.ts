@@ -44,7 +44,7 @@ export interface GraphQLHttpOptions<TContext extends BaseContext> {
   intercept?: (request: IncomingMessage, response: ServerResponse, params: GraphQLRequestParams) => Intercepted<TContext> | Promise<Intercepted<TContext>>;
 }
 
-export type Intercepted<TContext> = boolean | { context: TContext };
+export type Intercepted<TContext> = boolean | { context: TContext; params?: GraphQLRequestParams };
 
 /** The largest request body any server of the platform reads, and any WebSocket message it takes. */
 export const defaultMaxBodyBytes = 1_048_576;
@@ -158,6 +158,17 @@ function graphQLErrorBody(message: string, code: string) {
   return { errors: [{ message, extensions: { code } }] };
 }
 
+/** The request as Apollo Server reads it, with the given parameters: a POST's body, a GET's query string. */
+function withParams(method: string | undefined, params: GraphQLRequestParams, search: string): { search: string; body: unknown } {
+  if (method === 'POST') return { search, body: params };
+  const query = new URLSearchParams(search);
+  for (const [name, value] of Object.entries(params)) {
+    if (value === undefined) query.delete(name);
+    else query.set(name, typeof value === 'string' ? value : JSON.stringify(value));
+  }
+  return { search: `?${query}`, body: undefined };
+}
+
 async function serveGraphQL<TContext extends BaseContext>(
   options: GraphQLHttpOptions<TContext>,
   request: IncomingMessage,
@@ -190,8 +201,10 @@ async function serveGraphQL<TContext extends BaseContext>(
   }
   const intercepted = options.intercept ? await options.intercept(request, response, paramsOf(request.method, body, search)) : false;
   if (intercepted === true) return;
+  // The interceptor may have rewritten the request (a persisted query's hash replaced by its text).
+  const rewritten = intercepted && intercepted.params ? withParams(request.method, intercepted.params, search) : { search, body };
   const result = await options.apollo.executeHTTPGraphQLRequest({
-    httpGraphQLRequest: { method: request.method ?? 'GET', headers, search, body },
+    httpGraphQLRequest: { method: request.method ?? 'GET', headers, search: rewritten.search, body: rewritten.body },
     context: intercepted ? () => Promise.resolve(intercepted.context) : () => options.context(request),
   });
   for (const [name, value] of result.headers) response.setHeader(name, value);

@@ -1,5 +1,6 @@
 /** GraphQL → use cases for orders. */
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
+import { toGlobalId } from '../../platform/graphql/global-ids.ts';
 import { requireSignedIn } from '../../platform/identity/identity.ts';
 import type { OrdersContext } from './context.ts';
 import { viewOfOrder, type OrderView } from './infrastructure/order-read-model.ts';
@@ -29,6 +30,7 @@ export const resolvers: GraphQLResolverMap<OrdersContext> = {
   Order: {
     __resolveReference: async (reference: { id: string }, ctx: OrdersContext) => readableOrder(ctx.identity, await ctx.orderLoader.load(reference.id)),
     id: (order: OrderView) => order.orderId,
+    nodeId: (order: OrderView) => toGlobalId('Order', order.orderId),
     items: (order: OrderView) => order.items.map((line) => ({ product: { id: line.productId }, quantity: line.quantity, unitPrice: line.unitPrice })),
     rejectedLines: (order: OrderView) => order.rejectedLines.map((line) => ({ product: { id: line.productId }, requested: line.requested, available: line.available })),
     timeline: async (order: OrderView, _args, ctx) =>

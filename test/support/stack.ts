@@ -20,7 +20,7 @@ import type { Role } from '../../platform/identity/identity.ts';
 import { signingAlgorithm } from '../../platform/identity/keys.ts';
 import type { RunningContextSubgraph } from '../../platform/subgraph/context-subgraph.ts';
 import { startGateway, type GatewayOptions, type RunningGateway } from '../../gateway/server.ts';
-import { startAccountsSubgraph } from '../../subgraphs/accounts/subgraph.ts';
+import { startAccountsSubgraph, type AccountsSubgraphOptions } from '../../subgraphs/accounts/subgraph.ts';
 import { startCatalogSubgraph } from '../../subgraphs/catalog/subgraph.ts';
 import { startInventorySubgraph } from '../../subgraphs/inventory/subgraph.ts';
 import { orderSaga } from '../../subgraphs/orders/saga/wiring.ts';
@@ -120,6 +120,8 @@ export interface StackOptions {
   sagaStepTimeoutMs?: number;
   /** How long the simulated provider takes for `tok_slow`. @default the provider's (45 s, past the saga's deadline) */
   slowPaymentDelayMs?: number;
+  /** Accounts' own options, e.g. `throttling` for a test that signs up more often than a person would. */
+  accounts?: Pick<AccountsSubgraphOptions, 'throttling' | 'sessionLifetimes' | 'retiredTokenPublicKeys'>;
 }
 
 export async function startStack(options: StackOptions = {}): Promise<Stack> {
@@ -135,7 +137,7 @@ export async function startStack(options: StackOptions = {}): Promise<Stack> {
     ...(testBus ? { eventBus: testBus.bus, relay: { pollIntervalMs: 200 } } : {}),
   };
   const subgraphs: Record<ContextName, RunningContextSubgraph> = {
-    accounts: await startAccountsSubgraph({ ...base, databaseUrl: databaseUrls.accounts, authTokenPrivateKey: keys.authToken.privateKey }),
+    accounts: await startAccountsSubgraph({ ...base, databaseUrl: databaseUrls.accounts, authTokenPrivateKey: keys.authToken.privateKey, ...options.accounts }),
     catalog: await startCatalogSubgraph({ ...base, databaseUrl: databaseUrls.catalog }),
     inventory: await startInventorySubgraph({ ...base, databaseUrl: databaseUrls.inventory }),
     orders: await startOrdersSubgraph({
