@@ -59,7 +59,7 @@ describe.each<TestBusKind>(['postgres', 'nats'])('domain events between contexts
   it('shows stock { available: 0 } for a product an admin just created, once inventory heard of it', async () => {
     const id = await createProduct(`EVT-${randomBytes(3).toString('hex').toUpperCase()}`);
     const stock = await waitFor('inventory to create the stock record', async () => {
-      const response = await graphql(stack.gatewayUrl, { query: 'query ($id: ID!) { product(id: $id) { stock { available reserved } inStock } }', variables: { id } });
+      const response = await graphql(stack.gatewayUrl, { query: 'query ($id: ID!) { product(id: $id) { stock { available reserved } inStock } }', variables: { id }, token: adminToken }); // reserved: admins only
       return response.data?.product.stock ?? undefined;
     });
     expect(stock).toEqual({ available: 0, reserved: 0 });

@@ -60,7 +60,11 @@ describe('gateway resilience per subgraph', () => {
     const options = gatewayOptionsFor(stack, overrides);
     const subgraphUrls = { ...options.subgraphUrls };
     for (const name of proxied) subgraphUrls[name] = `http://${proxies[name].address}/graphql`;
-    const gateway = await startGateway({ ...options, subgraphUrls });
+    // The sessions plugin reads accounts' key set and revocation feed on its own: straight from
+    // accounts, so that the proxies count only the fetches of the operations under test.
+    const accounts = new URL(stack.subgraphs.accounts.url);
+    const sessions = { ...options.sessions, jwksUrl: new URL('/.well-known/jwks.json', accounts).href, revocationsUrl: new URL('/sessions/revocations', accounts).href };
+    const gateway = await startGateway({ ...options, subgraphUrls, sessions });
     gateways.push(gateway);
     return gateway;
   }

@@ -222,14 +222,21 @@ describe('node(id:) through the gateway', () => {
 
   it("fetches several orders by global id with one fetch and one SQL statement in orders", async () => {
     const orderIds = [orderId, await placeOrder(stack.gatewayUrl, customerToken), await placeOrder(stack.gatewayUrl, customerToken)];
-    const ordersBefore = stack.subgraphs.orders.statements.count;
-    const response = await graphql(stack.gatewayUrl, {
-      query: 'query ($ids: [ID!]!) { nodes(ids: $ids) { ... on Order { id total } } }',
-      variables: { ids: orderIds.map((id) => toGlobalId('Order', id)) },
-      token: customerToken,
-    });
-    expect(response.errors).toBeUndefined();
-    expect(response.data!.nodes.map((order: { id: string }) => order.id)).toEqual(orderIds);
-    expect(stack.subgraphs.orders.statements.count - ordersBefore).toBe(1);
+    // Orders' own background work (projection, outbox relay) also sends statements to its database
+    // while this runs: the fetch is measured three times and the smallest count kept. Unbatched
+    // fetches would cost one statement per order every time.
+    const counts: number[] = [];
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const ordersBefore = stack.subgraphs.orders.statements.count;
+      const response = await graphql(stack.gatewayUrl, {
+        query: 'query ($ids: [ID!]!) { nodes(ids: $ids) { ... on Order { id total } } }',
+        variables: { ids: orderIds.map((id) => toGlobalId('Order', id)) },
+        token: customerToken,
+      });
+      counts.push(stack.subgraphs.orders.statements.count - ordersBefore);
+      expect(response.errors).toBeUndefined();
+      expect(response.data!.nodes.map((order: { id: string }) => order.id)).toEqual(orderIds);
+    }
+    expect(Math.min(...counts)).toBe(1);
   });
 });

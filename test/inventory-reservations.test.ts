@@ -247,7 +247,9 @@ describe.each<TestBusKind>(['postgres', 'nats'])('stock reservations for the ord
     await send(reserve(orderId, [{ productId: product.id, quantity: 3 }]));
     await replies(orderId, 1);
 
-    const res = await graphql(stack.gatewayUrl, { query: 'query ($id: ID!) { product(id: $id) { stock { available reserved } inStock } }', variables: { id: product.id } });
+    // reserved is for admins only (@requiresScopes): an admin asks.
+    const admin = await stack.tokenFor({ customerId: randomUUID(), roles: ['customer', 'admin'] });
+    const res = await graphql(stack.gatewayUrl, { query: 'query ($id: ID!) { product(id: $id) { stock { available reserved } inStock } }', variables: { id: product.id }, token: admin });
 
     expect(res.errors).toBeUndefined();
     expect(res.data!.product).toEqual({ stock: { available: product.stock - 3, reserved: 3 }, inStock: product.stock > 3 });

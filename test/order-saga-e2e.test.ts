@@ -56,7 +56,7 @@ describe('placing an order through the gateway: the saga across inventory, payme
   }
 
   async function stockOf(productId: string) {
-    return (await graphql(stack.gatewayUrl, { query: `{ product(id: "${productId}") { stock { available reserved } } }` })).data!.product.stock as { available: number; reserved: number };
+    return (await graphql(stack.gatewayUrl, { query: `{ product(id: "${productId}") { stock { available reserved } } }`, token: admin })).data!.product.stock as { available: number; reserved: number };
   }
 
   async function advance(orderId: string, to: string): Promise<GraphQLResponse> {
@@ -168,11 +168,13 @@ describe('placing an order through the gateway: the saga across inventory, payme
 describe('inventory never oversells through the whole saga', { timeout: 180_000 }, () => {
   let stack: Stack;
   let customer: string;
+  let admin: string;
   beforeAll(async () => {
     // Deadlines far beyond the race's duration: this is about oversell, not about speed.
     stack = await startStack({ eventBus: 'postgres', sagaStepTimeoutMs: 120_000 });
     await seedDemoData(stack.databaseUrls);
     customer = await stack.tokenFor({ customerId: deterministicUuid('customer', demoUsers.customer.email) });
+    admin = await stack.tokenFor({ customerId: deterministicUuid('customer', demoUsers.admin.email), roles: ['customer', 'admin'] }); // reserved: admins only
   }, 120_000);
   afterAll(() => stack?.stop());
 
@@ -188,7 +190,7 @@ describe('inventory never oversells through the whole saga', { timeout: 180_000 
   }
 
   async function stockOf(productId: string) {
-    return (await graphql(stack.gatewayUrl, { query: `{ product(id: "${productId}") { stock { available reserved } } }` })).data!.product.stock as { available: number; reserved: number };
+    return (await graphql(stack.gatewayUrl, { query: `{ product(id: "${productId}") { stock { available reserved } } }`, token: admin })).data!.product.stock as { available: number; reserved: number };
   }
 
   it('gives exactly 10 CONFIRMED and 90 REJECTED for 100 concurrent orders of a product with 10 units', async () => {
