@@ -25,6 +25,12 @@ export interface CustomerTokenOptions {
   keyId?: string;
   /** An exact expiry (rounded down to the second) in place of `ttlSeconds` from now. */
   expiresAt?: Date;
+  /**
+   * When the grant was made (`iat`, rounded down to the second), when it is not now: the instant
+   * `expiresAt` was reckoned from, so that `exp - iat` is the lifetime even when signing happens
+   * in the next second.
+   */
+  issuedAt?: Date;
 }
 
 export async function issueCustomerToken(
@@ -38,7 +44,7 @@ export async function issueCustomerToken(
     .setSubject(subject.customerId)
     .setIssuer(customerTokenIssuer)
     .setAudience(customerTokenAudience)
-    .setIssuedAt()
+    .setIssuedAt(options.issuedAt ? Math.floor(options.issuedAt.getTime() / 1000) : undefined)
     .setExpirationTime(options.expiresAt ? Math.floor(options.expiresAt.getTime() / 1000) : `${ttlSeconds}s`)
     .sign(privateKey);
 }

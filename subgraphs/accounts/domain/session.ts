@@ -44,6 +44,8 @@ export function accessTokenTtlOf(kind: SessionKind, lifetimes: SessionLifetimes)
 
 /** What one issue of tokens for a session consists of, and until when each is good. */
 export interface TokenGrant {
+  /** When the grant was made (whole seconds): its tokens' `iat`. */
+  issuedAt: Date;
   accessTokenExpiresAt: Date;
   /** Absent for a web session: its cookie is its only credential. */
   refreshTokenExpiresAt?: Date;
@@ -53,8 +55,8 @@ export interface TokenGrant {
 export function grantFor(kind: SessionKind, lifetimes: SessionLifetimes, now: Date): TokenGrant {
   const issuedAt = Math.floor(now.getTime() / 1000) * 1000;
   const accessTokenExpiresAt = new Date(issuedAt + accessTokenTtlOf(kind, lifetimes) * 1000);
-  if (kind === 'web') return { accessTokenExpiresAt };
-  return { accessTokenExpiresAt, refreshTokenExpiresAt: new Date(issuedAt + lifetimes.refreshTokenTtlSeconds * 1000) };
+  if (kind === 'web') return { issuedAt: new Date(issuedAt), accessTokenExpiresAt };
+  return { issuedAt: new Date(issuedAt), accessTokenExpiresAt, refreshTokenExpiresAt: new Date(issuedAt + lifetimes.refreshTokenTtlSeconds * 1000) };
 }
 
 /** `rt_` + 32 random bytes in base64url: recognisable in a leak scan, checked before any lookup. */

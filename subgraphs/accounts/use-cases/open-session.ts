@@ -1,6 +1,6 @@
 /** A new session for a customer and the tokens that go with it. */
 import { issueCustomerToken } from '../../../platform/identity/customer-token.ts';
-import { grantFor, revocableUntil, type SessionKind } from '../domain/session.ts';
+import { grantFor, revocableUntil, type SessionKind, type TokenGrant } from '../domain/session.ts';
 import type { CustomerRecord } from '../infrastructure/customer-repository.ts';
 import type { AccountsTransaction } from '../infrastructure/database.ts';
 import { newRefreshToken } from '../infrastructure/refresh-tokens.ts';
@@ -35,16 +35,17 @@ export async function openSession(
     },
     db,
   );
-  const accessToken = await accessTokenFor(deps, customer, session, grant.accessTokenExpiresAt);
+  const accessToken = await accessTokenFor(deps, customer, session, grant);
   return { customer, session, accessToken, refreshToken: refresh?.token ?? null, accessTokenExpiresAt: grant.accessTokenExpiresAt };
 }
 
-export function accessTokenFor(deps: AccountsDependencies, customer: CustomerRecord, session: SessionRecord, expiresAt: Date): Promise<string> {
-  const ttlSeconds = Math.max(1, Math.ceil((expiresAt.getTime() - Date.now()) / 1000));
+export function accessTokenFor(deps: AccountsDependencies, customer: CustomerRecord, session: SessionRecord, grant: TokenGrant): Promise<string> {
+  const expiresAt = grant.accessTokenExpiresAt;
+  const ttlSeconds = Math.max(1, Math.round((expiresAt.getTime() - grant.issuedAt.getTime()) / 1000));
   return issueCustomerToken(
     deps.signingKey.privateKey,
     { customerId: customer.id, roles: customer.roles, sessionId: session.id },
     ttlSeconds,
-    { keyId: deps.signingKey.keyId, expiresAt },
+    { keyId: deps.signingKey.keyId, expiresAt, issuedAt: grant.issuedAt },
   );
 }

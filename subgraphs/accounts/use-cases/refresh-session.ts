@@ -23,6 +23,6 @@ export async function refreshSession(deps: AccountsDependencies, input: { refres
   const customer = await deps.customers.findById(rotation.session.customerId);
   // The account was deleted since: its sessions went with it (cascade), so this is a race only.
   if (!customer) throw unauthenticated('Your account no longer exists: sign in again');
-  const accessToken = await accessTokenFor(deps, customer, rotation.session, grant.accessTokenExpiresAt);
+  const accessToken = await accessTokenFor(deps, customer, rotation.session, grant);
   return { customer, session: rotation.session, accessToken, refreshToken: successor.token, accessTokenExpiresAt: grant.accessTokenExpiresAt };
 }
