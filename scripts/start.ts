@@ -11,7 +11,7 @@
  */
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { databaseUrlFor, deriveDatabaseUrl, eventBusDatabaseFromContexts, intFromEnv } from '../platform/config.ts';
+import { databaseUrlFor, deriveDatabaseUrl, eventBusDatabaseFromContexts, intFromEnv, isProduction } from '../platform/config.ts';
 import { contexts, defaultPortOf, type ContextName } from '../platform/contexts.ts';
 import { startEmbeddedPostgres, type RunningPostgres } from '../platform/database/embedded.ts';
 import { applyMigrations, migrationsDirOf } from '../platform/database/migrations.ts';
@@ -156,6 +156,8 @@ async function main(): Promise<void> {
     say('');
     say('The commerce supergraph is running.');
     say(`  Apollo Sandbox:  http://localhost:${gatewayPort}/graphql`);
+    // Off in production, like Sandbox; the landing page opens it by itself when Sandbox cannot load.
+    if (!isProduction()) say(`  Offline explorer: http://localhost:${gatewayPort}/graphql/explorer (GraphiQL, no internet needed)`);
     say(`  Subscriptions:   ws://localhost:${gatewayPort}/graphql (graphql-ws; multipart HTTP and SSE on the http URL)`);
     if (seeding.seed && seeding.publishedPasswords) {
       say(`  Admin:           ${demoUsers.admin.email} / ${demoUsers.admin.password}`);
