@@ -4,35 +4,21 @@
  *   dlq list [--consumer <name>]          dead letters with their error and attempt count
  *   dlq replay <id…> | --all [--consumer <name>]   puts dead letters back (each delivered once more)
  *   republish <context> --since <ISO time>         marks published outbox rows unpublished (broker loss)
- * It finds the platform through the environment (DATABASE_URL / <CONTEXT>_DATABASE_URL, NATS_URL
- * or EVENT_BUS_DATABASE_URL), or else through the runtime file of a running `npm start`.
+ * It finds the platform as every operator command does (`locatePlatform`): through the environment
+ * (DATABASE_URL / <CONTEXT>_DATABASE_URL, NATS_URL or EVENT_BUS_DATABASE_URL), or else through the
+ * runtime file of a running `npm start`.
  *
  * It never declares anything on the bus: a stream created here would have no consumers, and every
  * event published into it until the services declared them would be lost (docs/decisions/0018).
  * When the stream is missing it says so; the services declare it again with its consumers.
  */
-import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
-import { databaseUrlFor } from '../platform/config.ts';
-import { contextNames, isContextName, type ContextName } from '../platform/contexts.ts';
+import { contextNames, isContextName } from '../platform/contexts.ts';
 import type { EventBus } from '../platform/events/bus.ts';
 import { createEventBus } from '../platform/events/bus/factory.ts';
 import { OutboxRelay } from '../platform/events/relay.ts';
-import { readRuntimeFile } from '../platform/runtime-file.ts';
-
-interface Platform {
-  databaseUrls: Record<ContextName, string>;
-  busEnv: NodeJS.ProcessEnv;
-}
-
-function locatePlatform(): Platform {
-  const configured = contextNames.map((name) => [name, databaseUrlFor(name)] as const);
-  if (configured.every(([, url]) => url)) return { databaseUrls: Object.fromEntries(configured) as Record<ContextName, string>, busEnv: process.env };
-  const runtime = readRuntimeFile(resolve(process.env.DATA_DIR ?? '.data'));
-  if (!runtime) throw new Error('No platform found: start it with `npm start`, or set DATABASE_URL (and NATS_URL) as its services have them');
-  return { databaseUrls: runtime.databaseUrls as Record<ContextName, string>, busEnv: { ...runtime.eventBusEnv, ...process.env } };
-}
+import { locatePlatform, type LocatedPlatform } from '../platform/runtime-file.ts';
 
 async function outboxBacklog(databaseUrl: string): Promise<number> {
   const client = new pg.Client({ connectionString: databaseUrl });
@@ -45,7 +31,7 @@ async function outboxBacklog(databaseUrl: string): Promise<number> {
   }
 }
 
-async function status(platform: Platform, bus: EventBus): Promise<void> {
+async function status(platform: LocatedPlatform, bus: EventBus): Promise<void> {
   console.log(`Event bus: ${bus.kind}`);
   console.log('\nOutbox backlog (events committed, not yet on the bus)');
   for (const name of contextNames) console.log(`  ${name.padEnd(12)} ${await outboxBacklog(platform.databaseUrls[name])}`);

@@ -2,9 +2,10 @@
  * Operating the read models (`npm run projections -- <command>`):
  *   rebuild orders    empties the orders read models (order summaries, timelines) and replays
  *                     every order event into them; a running projector carries on from there
- * Uses ORDERS_DATABASE_URL, else DATABASE_URL (see platform/config.ts).
+ * It finds the platform as `npm run events` does (`locatePlatform`): ORDERS_DATABASE_URL, else
+ * DATABASE_URL (see platform/config.ts), else the runtime file of a running `npm start`.
  */
-import { databaseUrlFor } from '../platform/config.ts';
+import { locatePlatform } from '../platform/runtime-file.ts';
 import { OrderProjector } from '../subgraphs/orders/projections/projector.ts';
 
 const usage = 'usage: npm run projections -- rebuild orders';
@@ -15,11 +16,7 @@ async function main(): Promise<number> {
     console.error(usage);
     return 2;
   }
-  const databaseUrl = databaseUrlFor('orders' as never);
-  if (!databaseUrl) {
-    console.error('Set ORDERS_DATABASE_URL or DATABASE_URL');
-    return 1;
-  }
+  const databaseUrl = locatePlatform(['orders']).databaseUrls.orders;
   const projector = new OrderProjector({ databaseUrl });
   try {
     const started = Date.now();

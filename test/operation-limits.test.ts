@@ -63,7 +63,7 @@ const gatewayOperations: Record<string, string> = {
   'README Browse': `query Browse {
     products(first: 20, filter: { categorySlug: "audio" }) {
       totalCount
-      edges { cursor node { name price currency inStock stock { available } category { name } } }
+      edges { cursor node { id name price currency inStock stock { available } category { name } } }
       pageInfo { hasNextPage endCursor }
     }
   }`,

@@ -1,9 +1,11 @@
 /**
  * The demo data `npm start` seeds: 6 categories × 10 products with stock, one admin and one
- * customer. Ids are derived from names, so every context can seed its own database with the same
+ * customer, each with an address book (so `me { addresses }` and placing an order to a saved
+ * address can be tried at once). Ids are derived from names, so every context can seed its own database with the same
  * ids without reading another context's database.
  */
 import { deterministicUuid } from '../../platform/ids.ts';
+import type { AddressInput } from '../../subgraphs/accounts/domain/address.ts';
 import type { NewProduct } from '../../subgraphs/catalog/domain/product.ts';
 
 export interface DemoUser {
@@ -11,12 +13,29 @@ export interface DemoUser {
   password: string;
   name: string;
   roles: readonly ('customer' | 'admin')[];
+  /** The address book the account is created with; the first default one is its default. */
+  addresses: readonly AddressInput[];
 }
 
 /** The development accounts, with the passwords the README publishes (never seeded in production: settings.ts). */
 export const demoUsers = {
-  admin: { email: 'admin@example.com', password: 'admin-demo-password', name: 'Ada Admin', roles: ['customer', 'admin'] as const },
-  customer: { email: 'customer@example.com', password: 'customer-demo-password', name: 'Carl Customer', roles: ['customer'] as const },
+  admin: {
+    email: 'admin@example.com',
+    password: 'admin-demo-password',
+    name: 'Ada Admin',
+    roles: ['customer', 'admin'] as const,
+    addresses: [{ label: 'Office', line1: '12 Harbour Road', city: 'Hamburg', postalCode: '20457', country: 'DE', isDefault: true }],
+  },
+  customer: {
+    email: 'customer@example.com',
+    password: 'customer-demo-password',
+    name: 'Carl Customer',
+    roles: ['customer'] as const,
+    addresses: [
+      { label: 'Home', line1: '1 Main Street', city: 'Berlin', postalCode: '10115', country: 'DE', isDefault: true },
+      { label: 'Work', line1: '5 Market Square', line2: '3rd floor', city: 'Munich', postalCode: '80331', country: 'DE', isDefault: false },
+    ],
+  },
 } satisfies Record<string, DemoUser>;
 
 const catalog: Record<string, { name: string; items: string[]; basePrice: number }> = {

@@ -1,12 +1,16 @@
 /**
  * Seeds the demo data into each context's own database, through that context's own Prisma
  * client. Idempotent: rows are keyed by derived ids and existing ones are left alone, so a
- * second start changes nothing (and keeps whatever an admin changed). The one exception: seeding
+ * second start changes nothing (and keeps whatever an admin changed). A demo account's address
+ * book is created with the account, in the same statement, and never again: an address its
+ * owner removed stays removed, and an account seeded before demo accounts had addresses keeps
+ * an empty book. The one exception: seeding
  * with configured passwords (production, settings.ts) replaces a published demo password an
  * account still has from an earlier development start on the same database.
  */
 import type { ContextName } from '../../platform/contexts.ts';
 import { deterministicUuid } from '../../platform/ids.ts';
+import { checkAddress } from '../../subgraphs/accounts/domain/address.ts';
 import { connectAccountsDatabase } from '../../subgraphs/accounts/infrastructure/database.ts';
 import { hashPassword, verifyPassword } from '../../subgraphs/accounts/infrastructure/password-hasher.ts';
 import { connectCatalogDatabase } from '../../subgraphs/catalog/infrastructure/database.ts';
@@ -16,6 +20,8 @@ import { demoCategories, demoProducts, demoUsers, type DemoUser } from './data.t
 
 export interface SeedResult {
   customers: number;
+  /** Addresses of the accounts created by this seeding. */
+  addresses: number;
   /** Existing accounts whose published demo password was replaced by the configured one. */
   passwordsReplaced: number;
   categories: number;
@@ -25,10 +31,22 @@ export interface SeedResult {
 
 const publishedPasswordOf = (email: string) => Object.values(demoUsers).find((user) => user.email === email)?.password;
 
-async function seedAccounts(databaseUrl: string, users: readonly DemoUser[]): Promise<{ created: number; passwordsReplaced: number }> {
+/** The account's address book as accounts' own rules accept it, one default at most, with ids derived from the owner. */
+function demoAddressBook(user: DemoUser) {
+  let hasDefault = false;
+  return user.addresses.map((input, i) => {
+    const draft = checkAddress(input);
+    const isDefault = draft.isDefault && !hasDefault;
+    hasDefault ||= isDefault;
+    return { ...draft, isDefault, id: deterministicUuid('address', `${user.email}#${i}`) };
+  });
+}
+
+async function seedAccounts(databaseUrl: string, users: readonly DemoUser[]): Promise<{ created: number; addresses: number; passwordsReplaced: number }> {
   const { db } = connectAccountsDatabase(databaseUrl);
   try {
     let created = 0;
+    let addresses = 0;
     let passwordsReplaced = 0;
     for (const user of users) {
       const exists = await db.customer.findUnique({ where: { email: user.email } });
@@ -40,12 +58,21 @@ async function seedAccounts(databaseUrl: string, users: readonly DemoUser[]): Pr
         }
         continue;
       }
+      const addressBook = demoAddressBook(user);
       await db.customer.create({
-        data: { id: deterministicUuid('customer', user.email), email: user.email, name: user.name, roles: [...user.roles], passwordHash: await hashPassword(user.password) },
+        data: {
+          id: deterministicUuid('customer', user.email),
+          email: user.email,
+          name: user.name,
+          roles: [...user.roles],
+          passwordHash: await hashPassword(user.password),
+          addresses: { create: addressBook },
+        },
       });
       created += 1;
+      addresses += addressBook.length;
     }
-    return { created, passwordsReplaced };
+    return { created, addresses, passwordsReplaced };
   } finally {
     await db.$disconnect();
   }
@@ -106,5 +133,5 @@ export async function seedDemoData(databaseUrls: Record<ContextName, string>, us
     seedInventory(databaseUrls.inventory),
     seedOrderPrices(databaseUrls.orders),
   ]);
-  return { customers: accounts.created, passwordsReplaced: accounts.passwordsReplaced, ...catalog, stockItems };
+  return { customers: accounts.created, addresses: accounts.addresses, passwordsReplaced: accounts.passwordsReplaced, ...catalog, stockItems };
 }

@@ -6,7 +6,8 @@
  * - `SEED_DEMO_DATA`: `true` or `false`. @default `true` in development, `false` in production.
  * - In production, `SEED_DEMO_DATA=true` seeds the catalog, the stock and ONE account, the admin,
  *   with the password from `DEMO_ADMIN_PASSWORD` (or `DEMO_ADMIN_PASSWORD_FILE`); start-up fails,
- *   naming that variable, without it. The demo customer is not created: its password is published.
+ *   naming that variable, without it, and with an empty address book. The demo customer is not
+ *   created: its password is published.
  */
 import { isProduction, readSecret } from '../../platform/config.ts';
 import { passwordLength } from '../../subgraphs/accounts/domain/credentials.ts';
@@ -51,5 +52,6 @@ export function demoSeeding(env: Env = process.env): DemoSeeding {
   if (Object.values(demoUsers).some((user) => user.password === password)) {
     throw new DemoSeedingConfigurationError('DEMO_ADMIN_PASSWORD is a published demo password: choose another');
   }
-  return { seed: true, users: [{ ...demoUsers.admin, password }], publishedPasswords: false };
+  // A real admin's address book starts empty: a made-up office address is demo data for development only.
+  return { seed: true, users: [{ ...demoUsers.admin, password, addresses: [] }], publishedPasswords: false };
 }
