@@ -12,7 +12,7 @@ import { ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/dis
 import type { CryptoKey } from 'jose';
 import { ErrorCode } from '../platform/errors/index.ts';
 import { formatErrorForClient } from '../platform/errors/masking.ts';
-import { overloadStatus } from '../platform/graphql/overload-status.ts';
+import { retryableStatus } from '../platform/graphql/overload-status.ts';
 import type { OperationLimits } from '../platform/graphql/operation-limits.ts';
 import { close, createGraphQLHttpServer, listen, sendJson, type GraphQLRequestParams, type Intercepted } from '../platform/http/graphql-http.ts';
 import type { GatewayIdentitySigner } from '../platform/identity/gateway-identity.ts';
@@ -23,9 +23,9 @@ import type { GatewayContext } from './context.ts';
 import { withoutAuthorizationDirectives } from './authorization/rules.ts';
 import { GatewayCore, operationRewriteOf } from './pipeline/core.ts';
 import type { ExecutionResult, GatewayPlugin, OperationRewrite, SubgraphHealth } from './pipeline/plugin.ts';
-import { GatewayRefusal, isRefusal } from './pipeline/refusal.ts';
+import { GatewayRefusal, isRefusal, sendRefusal } from './pipeline/refusal.ts';
 import { PluginDataSource } from './pipeline/subgraph-data-source.ts';
-import { clientAwareness, clientRegistry, type ClientRegistryOptions } from './plugins/client-awareness.ts';
+import { clientAppOf, clientAwareness, clientRegistry, type ClientRegistryOptions } from './plugins/client-awareness.ts';
 import { authorization, type AuthorizationOptions } from './plugins/authorization.ts';
 import { connectionLimits } from './plugins/connection-limits.ts';
 import { cors } from './plugins/cors.ts';
@@ -133,7 +133,7 @@ function documentStoresOf(given: NonNullable<GatewayOptions['trustedDocuments']>
 
 /** The gateway's own plugins, in the order they run; `options.plugins` come after them. */
 export function gatewayPlugins(options: GatewayOptions, subgraphs: { accountsUrl?: string } = {}): GatewayPlugin[] {
-  const origins = new OriginPolicy(allowedOriginsFrom((options.corsOrigins ?? []).join(','), options.production));
+  const origins = new OriginPolicy(allowedOriginsFrom(options.corsOrigins ?? [], options.production));
   const clients = clientRegistry({ ...options.clients, production: options.production });
   return [
     // Development: a browser's GET /graphql gets the explorer's landing page, before anything reads its cookie.
@@ -270,11 +270,6 @@ export function readinessOf(loaded: boolean, subgraphs: Iterable<string>, health
   return { status, schema: loaded ? 'loaded' : 'loading', subgraphs: report };
 }
 
-function sendRefusal(response: ServerResponse, refusal: GatewayRefusal): void {
-  if (refusal.retryAfterSeconds !== undefined) response.setHeader('retry-after', String(refusal.retryAfterSeconds));
-  sendJson(response, refusal.status, { errors: [refusal.toClient()] });
-}
-
 export interface SubscriptionStats {
   /** Client subscriptions being served, all transports together. */
   clients: number;
@@ -360,8 +355,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       refuseSubscriptionsOutsideTheSubscriptionPath,
       responseExtensions,
       requestErrorLogging<GatewayContext>(log, { production: options.production }),
-      // A response overload kept from doing anything is 503 with Retry-After (docs/decisions/0016).
-      overloadStatus<GatewayContext>(),
+      // Overload kept from doing anything is 503, a sign-in lock 429, with Retry-After (docs/decisions/0016, 0024).
+      retryableStatus<GatewayContext>(),
       // The landing page is the gateway's own (plugins/explorer.ts, development only), never Apollo's.
       ApolloServerPluginLandingPageDisabled(),
     ],
@@ -390,7 +385,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     let release: (() => void) | undefined;
     try {
       // A persisted query's hash becomes its text here (trusted documents, APQ), before parsing.
-      const resolved = await pipeline.resolveDocument(params, { request });
+      const client = clientAppOf(request.headers);
+      const resolved = await pipeline.resolveDocument(params, { request, client });
       const parsed = pipeline.parse(resolved);
       const protocol = parsed.kind === 'subscription' ? subscriptionProtocolOf(request.headers.accept) : undefined;
       if (parsed.kind === 'subscription' && !protocol) {
@@ -401,6 +397,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       const admission = await pipeline.admitConnection({
         transport: protocol ?? 'http',
         request,
+        client,
         identity: context.identity,
         ...(authenticated.credential ? { credential: authenticated.credential } : {}),
         ...(authenticated.expiresAt !== undefined ? { expiresAt: authenticated.expiresAt } : {}),

@@ -51,8 +51,6 @@ export interface LocatedPlatform<C extends ContextName = ContextName> {
   databaseUrls: Record<C, string>;
   /** The environment that reaches the event bus: the runtime file's, overridden by the tool's own. */
   busEnv: NodeJS.ProcessEnv;
-  /** `environment`, or the path of the runtime file it came from (for the tools' messages). */
-  foundIn: string;
 }
 
 /** Raised when a tool finds no platform; its message tells the operator what to do. */
@@ -60,7 +58,8 @@ export class PlatformNotFoundError extends Error {
   override readonly name = 'PlatformNotFoundError';
 }
 
-function isRunning(pid: number): boolean {
+/** Whether a process with this pid runs (as anyone). */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -82,7 +81,7 @@ function isRunning(pid: number): boolean {
  */
 export function locatePlatform<C extends ContextName = ContextName>(contexts: readonly C[] = contextNames as readonly C[], env: NodeJS.ProcessEnv = process.env): LocatedPlatform<C> {
   const configured = contexts.map((name) => [name, databaseUrlFor(name, env)] as const);
-  if (configured.every(([, url]) => url)) return { databaseUrls: Object.fromEntries(configured) as Record<C, string>, busEnv: env, foundIn: 'environment' };
+  if (configured.every(([, url]) => url)) return { databaseUrls: Object.fromEntries(configured) as Record<C, string>, busEnv: env };
   const dataDir = resolve(env.DATA_DIR ?? '.data');
   const runtime = readRuntimeFile(dataDir);
   const howToFix = 'start it with `npm start`, or set DATABASE_URL (and NATS_URL) as its services have them';
@@ -93,5 +92,5 @@ export function locatePlatform<C extends ContextName = ContextName>(contexts: re
   const missing = contexts.filter((name) => !runtime.databaseUrls[name]);
   if (missing.length > 0) throw new PlatformNotFoundError(`${runtimeFilePath(dataDir)} names no database for ${missing.join(', ')}: restart \`npm start\``);
   const databaseUrls = Object.fromEntries(contexts.map((name) => [name, runtime.databaseUrls[name]!])) as Record<C, string>;
-  return { databaseUrls, busEnv: { ...runtime.eventBusEnv, ...env }, foundIn: runtimeFilePath(dataDir) };
+  return { databaseUrls, busEnv: { ...runtime.eventBusEnv, ...env } };
 }

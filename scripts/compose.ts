@@ -53,7 +53,7 @@ const apiSchemaHeader = `# The API schema clients see, for client tooling (codeg
  * name). Security features (`@authenticated`, `@requiresScopes`, `@policy`) are the gateway's to
  * enforce, not the client's to see: accepted here as Apollo Router accepts them, and left out.
  */
-export function apiSchemaOf(supergraphSdl: string): string {
+function apiSchemaOf(supergraphSdl: string): string {
   const supergraph = Supergraph.build(supergraphSdl, { supportedFeatures: ROUTER_SUPPORTED_SUPERGRAPH_FEATURES });
   const apiSchema = supergraph.apiSchema().toGraphQLJSSchema();
   return `${apiSchemaHeader}\n${printSchema(apiSchema).trimEnd()}\n`;

@@ -86,6 +86,9 @@ describe('authorization directives at the gateway', () => {
     return client;
   };
 
+  /** A query about the first demo product (`$id`), as the caller of `token`. */
+  const aboutProduct = (query: string, token: string) => graphql(gateway.url, { query, variables: { id: product.id }, token });
+
   it('composes the directives into the supergraph, linked to their specs, and keeps them out of the API schema', () => {
     const supergraph = readFileSync(new URL('../schema/supergraph.graphql', import.meta.url), 'utf8');
     expect(supergraph).toContain('@link(url: "https://specs.apollo.dev/authenticated/v0.1", for: SECURITY)');
@@ -100,11 +103,7 @@ describe('authorization directives at the gateway', () => {
 
   it("gives a customer partial data for a query with an admin-only field: null where it was (propagated to the nearest nullable field) and the coded error at its path", async () => {
     const before = calls.length;
-    const response = await graphql(gateway.url, {
-      query: 'query($id: ID!) { me { name } product(id: $id) { name price stock { available reserved } } }',
-      variables: { id: product.id },
-      token: customerToken,
-    });
+    const response = await aboutProduct('query($id: ID!) { me { name } product(id: $id) { name price stock { available reserved } } }', customerToken);
     expect(response.status).toBe(200);
     // `reserved` is Int!: its null makes `stock` (nullable) null, as GraphQL propagates nulls.
     expect(response.data).toEqual({ me: { name: demoUsers.customer.name }, product: { name: product.name, price: product.price, stock: null } });
@@ -125,11 +124,7 @@ describe('authorization directives at the gateway', () => {
 
   it('makes no subgraph call for what it removed: a customer placing an admin mutation is refused with nothing run', async () => {
     const before = calls.length;
-    const response = await graphql(gateway.url, {
-      query: 'mutation($id: ID!) { discontinueProduct(id: $id) { id discontinued } }',
-      variables: { id: product.id },
-      token: customerToken,
-    });
+    const response = await aboutProduct('mutation($id: ID!) { discontinueProduct(id: $id) { id discontinued } }', customerToken);
     expect(response.status).toBe(200);
     // Product! is non-null: with nothing left, `data` is null, as Router answers.
     expect(response.data).toBeNull();
@@ -148,11 +143,7 @@ describe('authorization directives at the gateway', () => {
   });
 
   it('gives an admin everything it asks for', async () => {
-    const response = await graphql(gateway.url, {
-      query: 'query($id: ID!) { me { name } product(id: $id) { name stock { available reserved } } }',
-      variables: { id: product.id },
-      token: adminToken,
-    });
+    const response = await aboutProduct('query($id: ID!) { me { name } product(id: $id) { name stock { available reserved } } }', adminToken);
     expect(response.errors).toBeUndefined();
     expect(response.data).toEqual({ me: { name: demoUsers.admin.name }, product: { name: product.name, stock: { available: product.stock, reserved: 0 } } });
   });

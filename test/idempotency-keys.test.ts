@@ -4,71 +4,38 @@
  * IDEMPOTENCY_KEY_REUSED) and writes nothing: no order, no saga, no stock reservation asked for.
  * The orders subgraph (with its saga) as the gateway calls it, on its own database and a real bus (NATS).
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { withDatabase } from '../platform/config.ts';
-import { applyMigrations, migrationsDirOf } from '../platform/database/migrations.ts';
-import { dropDatabase, ensureDatabase } from '../platform/database/provision.ts';
-import { createEnvelope } from '../platform/events/envelope.ts';
-import { GatewayIdentitySigner, gatewayIdentityHeader } from '../platform/identity/gateway-identity.ts';
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Identity } from '../platform/identity/identity.ts';
 import { requestFingerprint } from '../subgraphs/orders/domain/placing-request.ts';
 import { orderSaga } from '../subgraphs/orders/saga/wiring.ts';
-import { startOrdersSubgraph, type RunningOrdersSubgraph } from '../subgraphs/orders/subgraph.ts';
-import { errorCodes, graphql, type GraphQLResponse } from './support/graphql.ts';
-import { generateTestKeys, startTestBus, type TestBus } from './support/stack.ts';
+import { errorCodes, type GraphQLResponse } from './support/graphql.ts';
+import { productEvent, startOrdersSubgraphUnderTest, type OrdersSubgraphUnderTest } from './support/orders-subgraph.ts';
 import { waitFor } from './support/wait.ts';
 
-let databaseUrl: string;
-let testBus: TestBus;
-let orders: RunningOrdersSubgraph;
+let subgraph: OrdersSubgraphUnderTest | undefined;
 let sql: pg.Pool;
-let signer: GatewayIdentitySigner;
 
 const hammer = { id: randomUUID(), name: 'Claw Hammer', price: 1_999 };
 const nails = { id: randomUUID(), name: 'Nails (100)', price: 250 };
 const address = { name: 'Alice Example', line1: '1 Main Street', city: 'Berlin', postalCode: '10115', country: 'DE' };
 
 beforeAll(async () => {
-  const keys = await generateTestKeys();
-  signer = new GatewayIdentitySigner(keys.gatewayIdentity.privateKey);
-  databaseUrl = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_idem_${randomBytes(4).toString('hex')}`);
-  await ensureDatabase(databaseUrl);
-  await applyMigrations({ databaseUrl, migrationsDir: migrationsDirOf('orders' as never) });
-  sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-  testBus = await startTestBus('nats');
-  orders = await startOrdersSubgraph({
-    databaseUrl,
-    eventBus: testBus.bus,
-    relay: { pollIntervalMs: 200 },
-    projector: { pollIntervalMs: 100 },
-    port: 0,
-    host: '127.0.0.1',
-    gatewayPublicKey: keys.gatewayIdentity.publicKey,
-    production: false,
-    // The saga, so a placement's writes include its saga and the ReserveStock it asks for.
-    saga: orderSaga({ stepTimeoutMs: 600_000 }),
-  });
+  // The saga, so a placement's writes include its saga and the ReserveStock it asks for.
+  subgraph = await startOrdersSubgraphUnderTest('idem', { saga: orderSaga({ stepTimeoutMs: 600_000 }) });
+  sql = subgraph.sql;
   // Orders prices from its copy of the catalog's prices, which reach it only as events.
   for (const product of [hammer, nails]) {
-    await testBus.bus.publish(
-      createEnvelope(
-        'catalog',
-        { type: 'ProductCreated', aggregateType: 'Product', aggregateId: product.id, aggregateVersion: 1, payload: { productId: product.id, sku: `SKU-${product.id.slice(0, 6)}`, name: product.name, price: product.price, currency: 'EUR', categoryId: randomUUID() } },
-        { correlationId: randomUUID(), causationId: randomUUID() },
-      ),
+    await subgraph.testBus.bus.publish(
+      productEvent('ProductCreated', product.id, 1, { sku: `SKU-${product.id.slice(0, 6)}`, name: product.name, price: product.price, currency: 'EUR', categoryId: randomUUID() }),
     );
   }
   await waitFor('the price copy', async () => ((await sql.query('SELECT count(*)::int AS n FROM product_prices WHERE price IS NOT NULL')).rows[0].n === 2 ? true : undefined));
 }, 60_000);
 
 afterAll(async () => {
-  await orders?.stop();
-  await testBus?.bus.close();
-  await testBus?.dispose();
-  await sql?.end();
-  if (databaseUrl) await dropDatabase(databaseUrl);
+  await subgraph?.stop();
 });
 
 const placeOrderMutation = `mutation ($input: PlaceOrderInput!) { placeOrder(input: $input) { id status total items { product { id } quantity } } }`;
@@ -87,7 +54,7 @@ function request(idempotencyKey: string, overrides: Record<string, unknown> = {}
 }
 
 async function placeOrder(who: Identity, input: Record<string, unknown>): Promise<GraphQLResponse> {
-  return graphql(orders.url, { query: placeOrderMutation, variables: { input }, headers: { [gatewayIdentityHeader]: await signer.sign(who, 'orders') } });
+  return subgraph!.call(who, placeOrderMutation, { input });
 }
 
 const newCustomer = (): Identity => ({ customerId: randomUUID(), roles: ['customer'] });

@@ -3,31 +3,20 @@
  * its own database and a real event bus: the catalog's prices reach it as events, customers
  * place, read and cancel orders, and whatever they get wrong is refused with a field to fix.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { withDatabase } from '../platform/config.ts';
-import { applyMigrations, migrationsDirOf } from '../platform/database/migrations.ts';
-import { dropDatabase, ensureDatabase } from '../platform/database/provision.ts';
-import { createEnvelope } from '../platform/events/envelope.ts';
-import { GatewayIdentitySigner, gatewayIdentityHeader } from '../platform/identity/gateway-identity.ts';
+import { randomUUID } from 'node:crypto';
+import type pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Identity } from '../platform/identity/identity.ts';
-import { startOrdersSubgraph, type RunningOrdersSubgraph } from '../subgraphs/orders/subgraph.ts';
-import { errorCodes, graphql, type GraphQLResponse } from './support/graphql.ts';
-import { generateTestKeys, startTestBus, type TestBus } from './support/stack.ts';
+import type { RunningOrdersSubgraph } from '../subgraphs/orders/subgraph.ts';
+import { errorCodes, type GraphQLResponse } from './support/graphql.ts';
+import { productEvent, startOrdersSubgraphUnderTest, type OrdersSubgraphUnderTest } from './support/orders-subgraph.ts';
+import type { TestBus } from './support/stack.ts';
+import { waitFor as waitUntil } from './support/wait.ts';
 
-async function freshOrdersDatabase(): Promise<string> {
-  const url = withDatabase(inject('testServerUrl'), `${inject('runPrefix')}_orders_${randomBytes(4).toString('hex')}`);
-  await ensureDatabase(url);
-  await applyMigrations({ databaseUrl: url, migrationsDir: migrationsDirOf('orders' as never) });
-  return url;
-}
-
-let databaseUrl: string;
+let subgraph: OrdersSubgraphUnderTest | undefined;
 let testBus: TestBus;
 let orders: RunningOrdersSubgraph;
 let sql: pg.Pool;
-let signer: GatewayIdentitySigner;
 
 const alice: Identity = { customerId: randomUUID(), roles: ['customer'] };
 const bob: Identity = { customerId: randomUUID(), roles: ['customer'] };
@@ -40,20 +29,9 @@ const dollarSaw = { id: randomUUID(), name: 'Hand Saw', price: 2_500, currency: 
 const oldDrill = { id: randomUUID(), name: 'Old Drill', price: 5_000, currency: 'EUR' };
 const address = { name: 'Alice Example', line1: '1 Main Street', city: 'Berlin', postalCode: '10115', country: 'DE' };
 
-/** A catalog event of a product, as the catalog's relay publishes it. */
-function productEvent(type: string, productId: string, version: number, payload: Record<string, unknown>) {
-  return createEnvelope('catalog', { type, aggregateType: 'Product', aggregateId: productId, aggregateVersion: version, payload: { productId, ...payload } }, {
-    correlationId: randomUUID(),
-    causationId: randomUUID(),
-  });
-}
-
+/** Polls until `condition` holds (support/wait.ts, for a yes-or-no condition). */
 async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await condition())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
+  await waitUntil(what, async () => ((await condition()) ? true : undefined), timeoutMs);
 }
 
 async function priceOf(productId: string): Promise<{ price: number | null; discontinued: boolean; version: number } | undefined> {
@@ -61,21 +39,8 @@ async function priceOf(productId: string): Promise<{ price: number | null; disco
 }
 
 beforeAll(async () => {
-  const keys = await generateTestKeys();
-  signer = new GatewayIdentitySigner(keys.gatewayIdentity.privateKey);
-  databaseUrl = await freshOrdersDatabase();
-  sql = new pg.Pool({ connectionString: databaseUrl, max: 2 });
-  testBus = await startTestBus('nats');
-  orders = await startOrdersSubgraph({
-    databaseUrl,
-    eventBus: testBus.bus,
-    relay: { pollIntervalMs: 200 },
-    projector: { pollIntervalMs: 100 },
-    port: 0,
-    host: '127.0.0.1',
-    gatewayPublicKey: keys.gatewayIdentity.publicKey,
-    production: false,
-  });
+  subgraph = await startOrdersSubgraphUnderTest('orders');
+  ({ testBus, orders, sql } = subgraph);
   // The catalog's prices reach orders only as events on the bus.
   for (const product of [hammer, nails, dollarSaw, oldDrill]) {
     await testBus.bus.publish(productEvent('ProductCreated', product.id, 1, { sku: `SKU-${product.id.slice(0, 6)}`, name: product.name, price: product.price, currency: product.currency, categoryId: randomUUID() }));
@@ -85,15 +50,11 @@ beforeAll(async () => {
 }, 60_000);
 
 afterAll(async () => {
-  await orders?.stop();
-  await testBus?.bus.close();
-  await testBus?.dispose();
-  await sql?.end();
-  if (databaseUrl) await dropDatabase(databaseUrl);
+  await subgraph?.stop();
 });
 
-async function call(who: Identity, query: string, variables: Record<string, unknown> = {}, url = orders.url): Promise<GraphQLResponse> {
-  return graphql(url, { query, variables, headers: { [gatewayIdentityHeader]: await signer.sign(who, 'orders') } });
+function call(who: Identity, query: string, variables: Record<string, unknown> = {}, url?: string): Promise<GraphQLResponse> {
+  return subgraph!.call(who, query, variables, url);
 }
 
 const orderFields = 'id status reason total currency itemCount items { product { id } quantity unitPrice } timeline { status } placedAt updatedAt customer { id }';

@@ -8,7 +8,7 @@ import { startGateway, type RunningGateway } from '../gateway/server.ts';
 import { deterministicUuid } from '../platform/ids.ts';
 import { demoUsers } from '../scripts/demo/data.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
-import { isLocal, launchBrowser, pageErrors, screenshot } from './support/browser.ts';
+import { contextWithoutInternet, launchBrowser, pageErrors, screenshot } from './support/browser.ts';
 import { advanceShipment, inStockProducts } from './support/orders.ts';
 import { freePort } from './support/processes.ts';
 import { gatewayOptionsFor, startStack, type Stack } from './support/stack.ts';
@@ -44,9 +44,8 @@ describe('the storefront, in a browser on its own origin, against the platform',
     gateway = await startGateway(gatewayOptionsFor(stack, { corsOrigins: [storefrontOrigin] }));
     storefront = await serveStorefront(gateway.url, port, outDir);
     browser = await launchBrowser();
-    context = await browser.newContext();
     // Everything it needs is on this machine.
-    await context.route((url) => !isLocal(url.href), (route) => route.abort());
+    ({ context } = await contextWithoutInternet(browser, 'refused'));
     page = await context.newPage();
     errors = pageErrors(page);
   }, 120_000);

@@ -6,6 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import { LRUCache } from 'lru-cache';
+import { firstConnection } from '../../platform/redis/connection.ts';
 
 export interface ApqStore {
   get(id: string): Promise<string | undefined>;
@@ -33,9 +34,16 @@ export function memoryApqStore(options: ApqStoreOptions = {}): ApqStore {
 export function redisApqStore(redis: Redis, options: ApqStoreOptions = {}): ApqStore {
   const prefix = options.keyPrefix ?? 'gateway:apq';
   const ttl = options.ttlSeconds ?? 86_400;
+  const connected = firstConnection(redis, 1_000);
   return {
     // GETEX: an entry in use does not expire.
-    get: async (id) => (await redis.getex(`${prefix}:${id}`, 'EX', ttl)) ?? undefined,
-    set: async (id, body) => void (await redis.set(`${prefix}:${id}`, body, 'EX', ttl)),
+    async get(id) {
+      await connected;
+      return (await redis.getex(`${prefix}:${id}`, 'EX', ttl)) ?? undefined;
+    },
+    async set(id, body) {
+      await connected;
+      await redis.set(`${prefix}:${id}`, body, 'EX', ttl);
+    },
   };
 }

@@ -12,7 +12,7 @@
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Redis } from 'ioredis';
-import { closeRedis } from '../../platform/redis/connection.ts';
+import { closeRedis, firstConnection } from '../../platform/redis/connection.ts';
 import { clientNamePattern } from '../plugins/client-awareness.ts';
 import { checkManifest, type Manifest } from './manifest.ts';
 
@@ -93,9 +93,12 @@ export function redisDocumentStore(redis: Redis, options: { keyPrefix?: string; 
   const prefix = options.keyPrefix ?? 'gateway:trusted-documents';
   const clientsKey = `${prefix}:clients`;
   const keyOf = (client: string) => `${prefix}:client:${checkedClient(client)}`;
+  // The first requests wait for the connection being made (a client without an offline queue fails them meanwhile).
+  const connected = firstConnection(redis, 1_000);
   return {
     location: `redis ${prefix}`,
     async find(client, id) {
+      await connected;
       return (await redis.hget(keyOf(client), id)) ?? undefined;
     },
     async publish(client, manifest) {

@@ -48,15 +48,14 @@ function filesUnder(dir: string): string[] {
 
 /**
  * Every asset by URL path under `base` (e.g. `/graphql/explorer/assets`): the bundle's files
- * under `<base>/graphiql-<version>/`, ours under `<base>/`.
+ * under `<base>/graphiql-<version>/` (`bundle` as graphiqlBundle() finds it), ours under `<base>/`.
  */
-export function explorerAssets(base: string): Map<string, StaticAsset> {
+export function explorerAssets(base: string, bundle = graphiqlBundle()): Map<string, StaticAsset> {
   const assets = new Map<string, StaticAsset>();
   const ours = join(dirname(fileURLToPath(import.meta.url)), 'browser');
   for (const file of filesUnder(ours)) {
     assets.set(`${base}/${relative(ours, file)}`, { file, contentType: contentTypes[extname(file)]!, cacheControl: revalidate });
   }
-  const bundle = graphiqlBundle();
   if (bundle) {
     for (const file of filesUnder(bundle.dir)) {
       const path = `${base}/graphiql-${bundle.version}/${relative(bundle.dir, file).split('\\').join('/')}`;

@@ -25,7 +25,6 @@ import { getVariableValues } from 'graphql/execution/values.js';
 import { LRUCache } from 'lru-cache';
 import { ErrorCode } from '../../platform/errors/index.ts';
 import { formatGraphQLError, invalidVariableField, withoutSuggestions } from '../../platform/errors/masking.ts';
-import { sendJson } from '../../platform/http/graphql-http.ts';
 import { anonymous, type Identity } from '../../platform/identity/identity.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { errorFields } from '../../platform/logging/logger.ts';
@@ -49,7 +48,7 @@ import type {
   SubgraphRequest,
   Transport,
 } from './plugin.ts';
-import { GatewayRefusal, isRefusal } from './refusal.ts';
+import { GatewayRefusal, isRefusal, sendRefusal } from './refusal.ts';
 
 /** What a client sent as its GraphQL request, on any transport. */
 export interface OperationParams {
@@ -95,6 +94,8 @@ export interface ConnectionInit {
   activeOperations?: () => number;
   /** A WebSocket's `connection_init` payload: where a browser app names itself (client awareness). */
   connectionParams?: Record<string, unknown>;
+  /** The calling app, when the transport read it already (HTTP reads it to resolve the document first). */
+  client?: ClientApp;
   /** How the caller authenticated, and until when (from `authenticate`). */
   credential?: Credential;
   expiresAt?: number;
@@ -208,9 +209,7 @@ export class GatewayCore {
         if ((await plugin.onHttpRequest?.(exchange)) === 'handled') return true;
       }
     } catch (error) {
-      const refusal = this.#refusalOf(error);
-      if (refusal.retryAfterSeconds !== undefined) exchange.response.setHeader('retry-after', String(refusal.retryAfterSeconds));
-      sendJson(exchange.response, refusal.status, { errors: [refusal.toClient()] });
+      sendRefusal(exchange.response, this.#refusalOf(error));
       return true;
     }
     return false;
@@ -238,7 +237,7 @@ export class GatewayCore {
   async admitConnection(init: ConnectionInit): Promise<Admission> {
     const remoteAddress = init.request.socket.remoteAddress ?? 'unknown';
     const active = init.activeOperations ?? (() => 1);
-    const client = clientAppOf(init.request.headers, init.connectionParams);
+    const client = init.client ?? clientAppOf(init.request.headers, init.connectionParams);
     const connection: ClientConnection = {
       transport: init.transport,
       request: init.request,

@@ -3,7 +3,9 @@
  * `status` (and `Retry-After` when given); a WebSocket refused at connection is closed with
  * `closeCode`; an operation refused on a WebSocket gets the error as its `error` message.
  */
+import type { ServerResponse } from 'node:http';
 import { GraphQLError } from 'graphql';
+import { sendJson } from '../../platform/http/graphql-http.ts';
 
 export interface RefusalOptions {
   /** HTTP status of the response. @default 400 */
@@ -46,4 +48,10 @@ export class GatewayRefusal extends GraphQLError {
 
 export function isRefusal(error: unknown): error is GatewayRefusal {
   return error instanceof GatewayRefusal;
+}
+
+/** Answers an HTTP request with the refusal: its status, `Retry-After` when it has one, and the error as a client reads it. */
+export function sendRefusal(response: ServerResponse, refusal: GatewayRefusal): void {
+  if (refusal.retryAfterSeconds !== undefined) response.setHeader('retry-after', String(refusal.retryAfterSeconds));
+  sendJson(response, refusal.status, { errors: [refusal.toClient()] });
 }

@@ -32,7 +32,6 @@ export const ClientAwarenessCode = {
 
 /** Names a file and a Redis key: letters, digits, `.`, `_`, `-`; not starting with a dot. */
 export const clientNamePattern = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/;
-const namePattern = clientNamePattern;
 /** `4.2.0`, `2026.12.1+471`, `1.0 (312)`. */
 const versionPattern = /^[A-Za-z0-9._+()\- ]{1,32}$/;
 
@@ -90,7 +89,7 @@ export function clientRegistry(options: ClientRegistryOptions & { production: bo
   const declarations = new Map<string, ClientPolicy>();
   for (const [name, declaration] of Object.entries(options.clients ?? {})) {
     // Fail at start-up, not on the first request.
-    if (!namePattern.test(name)) throw new Error(`client name "${name}" must match ${namePattern}`);
+    if (!clientNamePattern.test(name)) throw new Error(`client name "${name}" must match ${clientNamePattern}`);
     if (declaration?.kind !== 'web' && declaration?.kind !== 'mobile') throw new Error(`client "${name}": kind must be "web" or "mobile"`);
     const documents = declaration.documents ?? (declaration.kind === 'mobile' ? 'manifest' : 'free');
     if (documents !== 'manifest' && documents !== 'free') throw new Error(`client "${name}": documents must be "manifest" or "free"`);
@@ -159,7 +158,7 @@ export function clientAppOf(headers: IncomingHttpHeaders, connectionParams?: Rec
     return text;
   };
   return {
-    name: read(clientNameHeader, namePattern, 'at most 64 letters, digits, . _ - (not starting with a dot)'),
+    name: read(clientNameHeader, clientNamePattern, 'at most 64 letters, digits, . _ - (not starting with a dot)'),
     version: read(clientVersionHeader, versionPattern, 'at most 32 letters, digits, spaces, . _ - + ( )'),
   };
 }

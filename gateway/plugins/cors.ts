@@ -32,6 +32,7 @@ export const corsAllowedHeaders = [
 
 export function cors(options: CorsOptions): GatewayPlugin {
   const maxAge = String(options.maxAgeSeconds ?? 600);
+  const allowedHeaders = corsAllowedHeaders.join(', ');
   return {
     name: 'cors',
     onHttpRequest({ request, response }) {
@@ -49,7 +50,7 @@ export function cors(options: CorsOptions): GatewayPlugin {
       if (!preflight) return;
       response.writeHead(204, {
         'access-control-allow-methods': 'GET, POST, OPTIONS',
-        'access-control-allow-headers': corsAllowedHeaders.join(', '),
+        'access-control-allow-headers': allowedHeaders,
         'access-control-max-age': maxAge,
         'content-length': '0',
       });

@@ -8,12 +8,12 @@
  *   `{ estimated, max }` (and `remaining`, the caller's budget left in this window).
  * Why these numbers and not others: docs/decisions/0010-demand-control.md.
  */
-import { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { Redis } from 'ioredis';
 import { intFromEnv } from '../../platform/config.ts';
 import { createCostModel, estimateOperationCost, type CostModel, type CostModelOptions } from '../../platform/graphql/cost.ts';
 import { createLogger } from '../../platform/logging/logger.ts';
 import { closeRedis, connectRedis, firstConnection } from '../../platform/redis/connection.ts';
+import { retryAfterSecondsOf, sharedLimiter } from '../../platform/redis/limiter.ts';
 import type { AdmittedOperation, GatewayPlugin } from '../pipeline/plugin.ts';
 import { GatewayRefusal } from '../pipeline/refusal.ts';
 
@@ -157,24 +157,10 @@ const log = createLogger('gateway.demand-control');
 
 /** Budgets per caller: in Redis when given one (memory as its stand-in while it is down), else in memory. */
 function budgetStore({ points, windowSeconds, keyPrefix, redis }: BudgetStoreOptions): BudgetStore {
-  const memory = new RateLimiterMemory({ points, duration: windowSeconds, keyPrefix });
-  let limiter: RateLimiterAbstract = memory;
-  let owned: Redis | undefined;
-  let connected: Promise<void> = Promise.resolve();
-  if (redis !== undefined) {
-    const client = typeof redis === 'string' ? connectRedis(redis, { purpose: 'cost budgets', whileDown: 'budgets are counted per replica until it is back', log }) : redis;
-    if (typeof redis === 'string') owned = client;
-    connected = firstConnection(client, 1_000);
-    limiter = new RateLimiterRedis({
-      storeClient: client,
-      points,
-      duration: windowSeconds,
-      keyPrefix,
-      // Unreachable Redis must not stall admissions: count in this replica's memory meanwhile.
-      rejectIfRedisNotReady: true,
-      insuranceLimiter: memory,
-    });
-  }
+  const owned = typeof redis === 'string' ? connectRedis(redis, { purpose: 'cost budgets', whileDown: 'budgets are counted per replica until it is back', log }) : undefined;
+  const client = owned ?? (redis as Redis | undefined);
+  const connected = client ? firstConnection(client, 1_000) : Promise.resolve();
+  const limiter = sharedLimiter({ points, duration: windowSeconds, keyPrefix }, client);
   return {
     async spend(caller, cost) {
       await connected;
@@ -182,8 +168,7 @@ function budgetStore({ points, windowSeconds, keyPrefix, redis }: BudgetStoreOpt
         const result = await limiter.consume(caller, cost);
         return { refused: false, remaining: result.remainingPoints };
       } catch (rejection) {
-        if (rejection instanceof RateLimiterRes) return { refused: true, retryAfterSeconds: Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)) };
-        throw rejection;
+        return { refused: true, retryAfterSeconds: retryAfterSecondsOf(rejection) };
       }
     },
     async close() {

@@ -95,6 +95,6 @@ export function explorerRoutes(options?: ExplorerOptions): Record<string, Route>
         }),
       ),
   };
-  for (const [path, asset] of explorerAssets(paths.assets)) routes[path] = (request, response) => sendAsset(request, response, asset);
+  for (const [path, asset] of explorerAssets(paths.assets, bundle)) routes[path] = (request, response) => sendAsset(request, response, asset);
   return routes;
 }

@@ -15,9 +15,10 @@
 import { readFileSync } from 'node:fs';
 import { Kind, type DocumentNode, type SelectionSetNode } from 'graphql';
 import type { Redis } from 'ioredis';
-import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes, type RateLimiterAbstract } from 'rate-limiter-flexible';
+import type { RateLimiterAbstract } from 'rate-limiter-flexible';
 import { createLogger } from '../../platform/logging/logger.ts';
 import { closeRedis, connectRedis, firstConnection } from '../../platform/redis/connection.ts';
+import { retryAfterSecondsOf, sharedLimiter } from '../../platform/redis/limiter.ts';
 import type { ClientConnection, GatewayPlugin } from '../pipeline/plugin.ts';
 import { GatewayRefusal } from '../pipeline/refusal.ts';
 
@@ -102,18 +103,11 @@ interface Bucket {
 
 export function rateLimits(options: RateLimitsOptions = {}): GatewayPlugin {
   const prefix = options.keyPrefix ?? 'gateway:rate-limit';
-  let owned: Redis | undefined;
-  let client: Redis | undefined;
-  if (options.redis !== undefined) {
-    client = typeof options.redis === 'string' ? connectRedis(options.redis, { purpose: 'rate limits', whileDown: 'each replica counts in its own memory until it is back', log }) : options.redis;
-    if (typeof options.redis === 'string') owned = client;
-  }
+  const owned = typeof options.redis === 'string' ? connectRedis(options.redis, { purpose: 'rate limits', whileDown: 'each replica counts in its own memory until it is back', log }) : undefined;
+  const client = owned ?? (options.redis as Redis | undefined);
   const connected = client ? firstConnection(client, 1_000) : Promise.resolve();
   const bucket = (name: string, limit: RateLimit): Bucket => {
-    const settings = { points: checked(name, limit).points, duration: limit.durationSeconds, keyPrefix: `${prefix}:${name}` };
-    const memory = new RateLimiterMemory(settings);
-    // Unreachable Redis must not stall admissions, nor open the gate: count in memory meanwhile.
-    const limiter = client ? new RateLimiterRedis({ ...settings, storeClient: client, rejectIfRedisNotReady: true, insuranceLimiter: memory }) : memory;
+    const limiter = sharedLimiter({ points: checked(name, limit).points, duration: limit.durationSeconds, keyPrefix: `${prefix}:${name}` }, client);
     return { limit, limiter };
   };
   const callerLimit = options.caller === null ? undefined : bucket('caller', options.caller ?? defaultCallerLimit);
@@ -126,8 +120,7 @@ export function rateLimits(options: RateLimitsOptions = {}): GatewayPlugin {
     try {
       await found.limiter.consume(key, points);
     } catch (rejection) {
-      if (!(rejection instanceof RateLimiterRes)) throw rejection;
-      const retryAfterSeconds = Math.max(1, Math.ceil(rejection.msBeforeNext / 1000));
+      const retryAfterSeconds = retryAfterSecondsOf(rejection);
       throw new GatewayRefusal(RateLimitCode.RATE_LIMITED, `Rate limit: at most ${found.limit.points} ${what} per ${found.limit.durationSeconds} s; try again in ${retryAfterSeconds} s`, {
         status: 429,
         retryAfterSeconds,

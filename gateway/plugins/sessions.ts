@@ -19,6 +19,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { decodeJwt, type CryptoKey } from 'jose';
 import { ErrorCode } from '../../platform/errors/index.ts';
 import type { GatewayIdentitySigner } from '../../platform/identity/gateway-identity.ts';
+import { clientAddressHeader, clientSessionHeader, sessionEnded as sessionEndedGrant, sessionGrantHeader, sessionModeHeader } from '../../platform/identity/session-headers.ts';
 import type { Logger } from '../../platform/logging/logger.ts';
 import { bearerTokenOf } from '../authentication.ts';
 import type { Authenticated, ClientConnection, Credentials, GatewayPlugin } from '../pipeline/plugin.ts';
@@ -52,9 +53,6 @@ export interface SessionsPluginOptions extends SessionsOptions {
   log: Logger;
 }
 
-export const sessionModeHeader = 'x-commerce-session';
-export const sessionGrantHeader = 'x-commerce-session-grant';
-export const clientAddressHeader = 'x-commerce-client-address';
 
 const sessionEnded = () => new GatewayRefusal(ErrorCode.UNAUTHENTICATED, 'The session has ended: sign in again', { status: 401 });
 
@@ -118,7 +116,8 @@ export function sessions(options: SessionsPluginOptions): SessionsPlugin {
       if (authorization) {
         const token = bearerTokenOf(authorization);
         if (!token) throw new GatewayRefusal(ErrorCode.UNAUTHENTICATED, 'Send the token as "Authorization: Bearer <token>"', { status: 401 });
-        if (!verifier.configured) throw new GatewayRefusal(ErrorCode.UNAUTHENTICATED, 'This gateway is not configured to accept tokens', { status: 401 });
+        // No key at all: not this plugin's to verify, and the core refuses a token no plugin takes (401).
+        if (!verifier.configured) return undefined;
         return verify(token, 'token');
       }
       const cookie = sessionCookieFor(request, security);
@@ -146,8 +145,8 @@ export function sessions(options: SessionsPluginOptions): SessionsPlugin {
     onSubgraphRequest(request) {
       if (request.kind !== 'fetch' || !request.context) return;
       if (request.context.clientAddress) request.headers[clientAddressHeader] = request.context.clientAddress;
-      if (request.subgraph === accounts && request.context.httpResponse?.req.headers[sessionModeHeader] === 'cookie') {
-        request.headers[`${sessionModeHeader}-mode`] = 'cookie';
+      if (request.subgraph === accounts && request.context.httpResponse?.req.headers[clientSessionHeader] === 'cookie') {
+        request.headers[sessionModeHeader] = 'cookie';
       }
     },
     async wrapSubgraphFetch(request, init, next) {
@@ -159,7 +158,7 @@ export function sessions(options: SessionsPluginOptions): SessionsPlugin {
       const client = request.context?.httpResponse;
       if (request.subgraph === accounts && client) {
         const cookie = sessionCookieFor(client.req, security);
-        if (grant === 'ended') appendSetCookie(client, cookie, clearCookie(cookie));
+        if (grant === sessionEndedGrant) appendSetCookie(client, cookie, clearCookie(cookie));
         else {
           try {
             const { exp } = decodeJwt(grant);

@@ -13,9 +13,9 @@ function normalized(origin: string): string {
   return origin.trim().replace(/\/+$/, '').toLowerCase();
 }
 
-/** GATEWAY_CORS_ORIGINS (comma-separated), plus Sandbox's origins outside production. */
-export function allowedOriginsFrom(value: string | undefined, production: boolean): string[] {
-  const listed = (value ?? '').split(',').map(normalized).filter(Boolean);
+/** The configured origins (GATEWAY_CORS_ORIGINS, split by gateway/main.ts), checked, plus Sandbox's origins outside production. */
+export function allowedOriginsFrom(configured: readonly string[], production: boolean): string[] {
+  const listed = configured.map(normalized).filter(Boolean);
   for (const origin of listed) {
     if (origin === '*' || !/^https?:\/\/[^/]+$/.test(origin)) throw new Error(`GATEWAY_CORS_ORIGINS takes exact origins such as https://shop.example.com, got "${origin}"`);
   }

@@ -7,11 +7,12 @@
  * gateway starts and verifies with accounts unreachable.
  */
 import { KeyObject } from 'node:crypto';
+import { GraphQLError } from 'graphql';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type CryptoKey, type JWTHeaderParameters, type FlattenedJWSInput } from 'jose';
 import { ErrorCode } from '../../platform/errors/index.ts';
-import { customerTokenAudience, customerTokenIssuer } from '../../platform/identity/customer-token.ts';
-import { isRole, type Identity } from '../../platform/identity/identity.ts';
-import { publicJwkOf, signingAlgorithm } from '../../platform/identity/keys.ts';
+import { customerTokenIdentity, customerTokenVerifyOptions } from '../../platform/identity/customer-token.ts';
+import type { Identity } from '../../platform/identity/identity.ts';
+import { publicJwkOf } from '../../platform/identity/keys.ts';
 import { GatewayRefusal } from '../pipeline/refusal.ts';
 
 export interface VerifiedToken {
@@ -55,20 +56,13 @@ export class TokenVerifier {
   /** The identity in a token, or a GatewayRefusal: 401 for a bad token, 503 when its key cannot be fetched now. */
   async verify(token: string): Promise<VerifiedToken> {
     try {
-      const { payload } = await jwtVerify(token, (header, input) => this.#keyFor(header, input), {
-        issuer: customerTokenIssuer,
-        audience: customerTokenAudience,
-        algorithms: [signingAlgorithm],
-        requiredClaims: ['sub', 'exp'],
-        clockTolerance: 5,
-      });
-      const roles = Array.isArray(payload.roles) ? payload.roles : [];
-      if (!roles.every(isRole)) throw new GatewayRefusal(ErrorCode.UNAUTHENTICATED, 'The token carries an unknown role', { status: 401 });
-      if (payload.sid !== undefined && typeof payload.sid !== 'string') throw invalid();
-      const identity: Identity = { customerId: payload.sub!, roles, ...(payload.sid ? { sessionId: payload.sid } : {}) };
+      const { payload } = await jwtVerify(token, (header, input) => this.#keyFor(header, input), customerTokenVerifyOptions);
+      const identity = customerTokenIdentity(payload);
       return { identity, expiresAt: payload.exp! * 1000 };
     } catch (error) {
       if (error instanceof GatewayRefusal) throw error;
+      // Claims that are not ours (customerTokenIdentity): the same 401, as a refusal of the gateway.
+      if (error instanceof GraphQLError && error.extensions.code === ErrorCode.UNAUTHENTICATED) throw new GatewayRefusal(ErrorCode.UNAUTHENTICATED, error.message, { status: 401 });
       if (error instanceof joseErrors.JWTExpired) throw new GatewayRefusal(ErrorCode.UNAUTHENTICATED, 'The token has expired: sign in again', { status: 401 });
       // The key set could not be fetched (accounts unreachable): nothing is wrong with the token.
       if (error instanceof joseErrors.JWKSTimeout || !(error instanceof joseErrors.JOSEError)) {

@@ -16,10 +16,11 @@
  * refusal's status and code, and nothing is subscribed.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FormattedExecutionResult, GraphQLFormattedError } from 'graphql';
+import type { FormattedExecutionResult } from 'graphql';
 import { ErrorCode } from '../../platform/errors/index.ts';
 import { timerAt } from '../authentication.ts';
 import type { AdmittedOperation } from '../pipeline/plugin.ts';
+import { isRefusal } from '../pipeline/refusal.ts';
 import type { FederatedSubscriptions, SubscribeRequest } from './federated-subscriptions.ts';
 import { withResponseExtensions } from '../pipeline/core.ts';
 
@@ -87,8 +88,8 @@ export class HttpSubscriptionStreams {
     const heartbeat = setInterval(() => writer.heartbeat(), this.options.heartbeatMs ?? 5_000);
     // As on a WebSocket, a stream lives no longer than the token that opened it, or its session.
     const end = () => {
-      const refusal = ended?.reason as { toClient?: () => GraphQLFormattedError } | undefined;
-      if (refusal?.toClient) writer.next({ errors: [refusal.toClient()] });
+      const reason: unknown = ended?.reason;
+      if (isRefusal(reason)) writer.next({ errors: [reason.toClient()] });
       stop();
     };
     if (ended?.aborted) end();

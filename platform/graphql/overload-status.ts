@@ -74,6 +74,3 @@ export function retryableStatus<TContext extends BaseContext>(codes: readonly Re
     },
   };
 }
-
-/** The name the subgraphs and the gateway have used since decision 0016: every retryable code, not only overload. */
-export const overloadStatus = retryableStatus;

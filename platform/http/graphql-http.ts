@@ -154,7 +154,8 @@ export function sendJson(response: ServerResponse, status: number, body: unknown
   response.end(text);
 }
 
-function graphQLErrorBody(message: string, code: string) {
+/** A GraphQL error response's body: one error with its code (for answers outside Apollo Server). */
+export function graphQLErrorBody(message: string, code: string) {
   return { errors: [{ message, extensions: { code } }] };
 }
 

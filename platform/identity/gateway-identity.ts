@@ -11,7 +11,7 @@
  */
 import { errors as joseErrors, jwtVerify, SignJWT, type CryptoKey } from 'jose';
 import { unauthenticated } from '../errors/index.ts';
-import { anonymous, isRole, type Identity } from './identity.ts';
+import { anonymous, identityClaims, isRole, sessionIdOf, type Identity } from './identity.ts';
 import { signingAlgorithm } from './keys.ts';
 
 export const gatewayIdentityHeader = 'x-commerce-identity';
@@ -70,7 +70,7 @@ export class GatewayIdentitySigner {
     const now = Date.now();
     const cached = this.cache.get(key);
     if (cached && cached.renewAt > now) return cached.token;
-    const token = await new SignJWT({ roles: [...identity.roles], ...(identity.sessionId ? { sid: identity.sessionId } : {}) })
+    const token = await new SignJWT(identityClaims(identity))
       .setProtectedHeader({ alg: signingAlgorithm, typ: 'JWT' })
       .setIssuer(issuer)
       .setAudience(subgraphAudience(subgraph))
@@ -107,8 +107,7 @@ export async function verifyGatewayIdentityClaims(publicKey: CryptoKey, header: 
     });
     const claimed = Array.isArray(payload.roles) ? payload.roles : [];
     if (!claimed.every(isRole)) throw unauthenticated('Requests must come through the gateway', 401);
-    const sessionId = typeof payload.sid === 'string' && payload.sid !== '' ? { sessionId: payload.sid } : {};
-    const identity: Identity = payload.sub ? { customerId: payload.sub, roles: claimed, ...sessionId } : { ...anonymous, roles: claimed };
+    const identity: Identity = payload.sub ? { customerId: payload.sub, roles: claimed, ...sessionIdOf(payload) } : { ...anonymous, roles: claimed };
     return { identity, expiresAt: payload.exp! * 1000 };
   } catch (error) {
     if (error instanceof joseErrors.JOSEError) throw unauthenticated('Requests must come through the gateway', 401);

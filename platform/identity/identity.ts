@@ -20,6 +20,16 @@ export interface Identity {
 
 export const anonymous: Identity = Object.freeze({ customerId: null, roles: [] });
 
+/** The claims besides `sub` an identity travels as in a JWT: its roles and, when it has one, its session (`sid`). */
+export function identityClaims(identity: Pick<Identity, 'roles' | 'sessionId'>): { roles: Role[]; sid?: string } {
+  return { roles: [...identity.roles], ...(identity.sessionId ? { sid: identity.sessionId } : {}) };
+}
+
+/** A JWT's `sid` claim as the identity's `sessionId`, to spread into it: nothing when absent or empty. */
+export function sessionIdOf(payload: Readonly<Record<string, unknown>>): { sessionId?: string } {
+  return typeof payload.sid === 'string' && payload.sid !== '' ? { sessionId: payload.sid } : {};
+}
+
 export function isRole(value: unknown): value is Role {
   return typeof value === 'string' && (roles as readonly string[]).includes(value);
 }

@@ -13,7 +13,7 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/res
 import type { DocumentNode } from 'graphql';
 import type { CryptoKey } from 'jose';
 import { formatErrorForClient } from '../errors/masking.ts';
-import { overloadStatus } from '../graphql/overload-status.ts';
+import { retryableStatus } from '../graphql/overload-status.ts';
 import { rejectInvalidText } from '../graphql/text-input.ts';
 import { createGraphQLHttpServer, close, listen, sendJson, type Route } from '../http/graphql-http.ts';
 import { gatewayIdentityHeader, verifyGatewayIdentity } from '../identity/gateway-identity.ts';
@@ -110,7 +110,7 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
       // One line per failed request, however many errors it has (formatError logs nothing).
       requestErrorLogging<TContext>(log, { production: options.production }),
       // Nothing done because of overload: 503 with Retry-After (docs/decisions/0016).
-      overloadStatus<TContext>(),
+      retryableStatus<TContext>(),
       ...(options.plugins ?? []),
     ],
     formatError: (formatted, error) => withSubgraphRefusalCodes(formatErrorForClient(formatted, error, { maskInternalErrors: options.production }), error),

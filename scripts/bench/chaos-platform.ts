@@ -13,7 +13,7 @@ import { createWriteStream, readFileSync, type WriteStream } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { contextNames, type ContextName } from '../../platform/contexts.ts';
-import { readRuntimeFile } from '../../platform/runtime-file.ts';
+import { isRunning, readRuntimeFile } from '../../platform/runtime-file.ts';
 import { freePort, repoRoot } from './processes.ts';
 import { sleep } from './support.ts';
 
@@ -163,7 +163,7 @@ export class ChaosPlatform {
     const runtime = readRuntimeFile(this.dataDir);
     for (const name of serviceNames) {
       const pid = runtime?.services?.[name]?.pid;
-      if (typeof pid === 'number' && isAlive(pid)) pids[name] = pid;
+      if (typeof pid === 'number' && isRunning(pid)) pids[name] = pid;
     }
     if (Object.keys(pids).length < serviceNames.length && this.#supervisor?.pid) {
       const { stdout } = await execFileAsync('ps', ['-eo', 'pid=,ppid=,args=']);
@@ -204,7 +204,7 @@ export class ChaosPlatform {
       clearTimeout(timer);
     }
     // Only a process that still carries our DATA_DIR: a pid seen earlier may belong to someone else now.
-    for (const pid of this.#seenPids) if (isAlive(pid) && this.#isOurs(pid)) process.kill(pid, 'SIGKILL');
+    for (const pid of this.#seenPids) if (isRunning(pid) && this.#isOurs(pid)) process.kill(pid, 'SIGKILL');
     this.#log.end();
   }
 
@@ -214,14 +214,5 @@ export class ChaosPlatform {
     } catch {
       return false;
     }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }

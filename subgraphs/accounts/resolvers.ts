@@ -3,10 +3,10 @@ import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/ind
 import { forbidden } from '../../platform/errors/index.ts';
 import { toGlobalId } from '../../platform/graphql/global-ids.ts';
 import { isAdmin, requireSignedIn, type Identity } from '../../platform/identity/identity.ts';
+import { sessionEnded } from '../../platform/identity/session-headers.ts';
 import { checkAddress, type AddressInput } from './domain/address.ts';
 import type { AccountsContext } from './context.ts';
 import type { CustomerRecord } from './infrastructure/customer-repository.ts';
-import { sessionEnded } from './infrastructure/web-sessions.ts';
 import { changePassword } from './use-cases/change-password.ts';
 import type { IssuedSession } from './use-cases/open-session.ts';
 import { refreshSession } from './use-cases/refresh-session.ts';

@@ -53,7 +53,7 @@ export async function currentCustomer(client: ApolloClient): Promise<Customer | 
     const result = await client.query<{ me: Customer | null }>({ query: meQuery, fetchPolicy: 'network-only' });
     return result.data?.me ?? null;
   } catch (error) {
-    if (['UNAUTHENTICATED', 'UNAUTHORIZED_FIELD_OR_TYPE'].includes(problemOf(error).code ?? '')) return null;
+    if (['UNAUTHENTICATED', 'UNAUTHORIZED_FIELD_OR_TYPE'].includes(problemOf(error).code)) return null;
     throw error;
   }
 }

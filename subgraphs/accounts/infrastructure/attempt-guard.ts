@@ -46,7 +46,11 @@ function accountKey(email: string): string {
   return createHash('sha256').update(email).digest('hex').slice(0, 32);
 }
 
-const retryAfterOf = (res: RateLimiterRes | null) => Math.ceil((res?.msBeforeNext ?? 1000) / 1000);
+/** TOO_MANY_ATTEMPTS for `what`, until the limiter's answer `res` frees up again. */
+function refused(what: string, res: RateLimiterRes | null) {
+  const seconds = Math.ceil((res?.msBeforeNext ?? 1000) / 1000);
+  return tooManyAttempts(`Too many ${what}: try again in ${seconds} seconds`, seconds);
+}
 
 export function createAttemptGuard(options: AttemptGuardOptions): AttemptGuard {
   const policy = checkThrottlePolicy({ ...defaultThrottlePolicy, ...options.policy });
@@ -75,10 +79,10 @@ export function createAttemptGuard(options: AttemptGuardOptions): AttemptGuard {
     async admitSignIn(email, address) {
       const [lock, spent] = await Promise.all([accountLocks.get(accountKey(email)), addressFailures.get(address)]);
       if (lock && lock.consumedPoints > 1 && lock.msBeforeNext > 0) {
-        throw tooManyAttempts(`Too many failed sign-ins for this account: try again in ${retryAfterOf(lock)} seconds`, retryAfterOf(lock));
+        throw refused('failed sign-ins for this account', lock);
       }
       if (spent && spent.consumedPoints >= policy.failuresPerAddress && spent.msBeforeNext > 0) {
-        throw tooManyAttempts(`Too many failed sign-ins from your address: try again in ${retryAfterOf(spent)} seconds`, retryAfterOf(spent));
+        throw refused('failed sign-ins from your address', spent);
       }
     },
     async signInFailed(email, address) {
@@ -96,7 +100,7 @@ export function createAttemptGuard(options: AttemptGuardOptions): AttemptGuard {
         await signUps.consume(address);
       } catch (refusal) {
         if (!(refusal instanceof RateLimiterRes)) throw refusal;
-        throw tooManyAttempts(`Too many sign-ups from your address: try again in ${retryAfterOf(refusal)} seconds`, retryAfterOf(refusal));
+        throw refused('sign-ups from your address', refusal);
       }
     },
     async close() {

@@ -31,6 +31,9 @@ export interface Revocation {
   expiresAt: Date;
 }
 
+/** The columns of a SessionRecord. */
+const sessionFields = { id: true, customerId: true, kind: true, revokedAt: true } as const;
+
 export class SessionRepository {
   constructor(private readonly db: AccountsDatabase) {}
 
@@ -55,7 +58,7 @@ export class SessionRepository {
   /** A `sid` that is not one of ours (a token from before sessions, a test's) names no session. */
   find(sessionId: string): Promise<SessionRecord | null> {
     if (!isUuid(sessionId)) return Promise.resolve(null);
-    return this.db.session.findUnique({ where: { id: sessionId }, select: { id: true, customerId: true, kind: true, revokedAt: true } });
+    return this.db.session.findUnique({ where: { id: sessionId }, select: sessionFields });
   }
 
   /**
@@ -68,7 +71,7 @@ export class SessionRepository {
     return this.db.$transaction(async (tx) => {
       const [row] = await tx.$queryRaw<{ expires_at: Date; used_at: Date | null; session_id: string }[]>`
         SELECT expires_at, used_at, session_id FROM refresh_tokens WHERE hash = ${presentedHash} FOR UPDATE`;
-      const session = row ? await tx.session.findUniqueOrThrow({ where: { id: row.session_id }, select: { id: true, customerId: true, kind: true, revokedAt: true } }) : null;
+      const session = row ? await tx.session.findUniqueOrThrow({ where: { id: row.session_id }, select: sessionFields }) : null;
       const decision = decideRefresh(row && session ? { expiresAt: row.expires_at, usedAt: row.used_at, session } : null, now);
       if (decision.outcome === 'revoke') {
         await this.revoke(tx, { id: session!.id }, decision.reason);

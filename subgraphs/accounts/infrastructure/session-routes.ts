@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CryptoKey, JWK } from 'jose';
-import { sendJson, type Route } from '../../../platform/http/graphql-http.ts';
+import { graphQLErrorBody, sendJson, type Route } from '../../../platform/http/graphql-http.ts';
 import { gatewayIdentityHeader, verifyGatewayIdentity } from '../../../platform/identity/gateway-identity.ts';
 import { formatCursor, parseCursor, type SessionRepository } from './session-repository.ts';
 
@@ -18,14 +18,10 @@ export const revocationFeedPath = '/sessions/revocations';
 /** Revocations per answer; the gateway asks again at once after a full page. */
 const feedPageSize = 1000;
 
-function errorBody(message: string, code: string) {
-  return { errors: [{ message, extensions: { code } }] };
-}
-
 function onlyGet(request: IncomingMessage, response: ServerResponse): boolean {
   if (request.method === 'GET' || request.method === 'HEAD') return true;
   response.setHeader('allow', 'GET, HEAD');
-  sendJson(response, 405, errorBody('Only GET is served here', 'METHOD_NOT_ALLOWED'));
+  sendJson(response, 405, graphQLErrorBody('Only GET is served here', 'METHOD_NOT_ALLOWED'));
   return false;
 }
 
@@ -44,13 +40,13 @@ export function sessionRoutes(options: { jwks: { keys: JWK[] }; sessions: Sessio
       try {
         await verifyGatewayIdentity(options.gatewayPublicKey, Array.isArray(header) ? header[0] : header, 'accounts');
       } catch {
-        sendJson(response, 401, errorBody('Requests must come through the gateway', 'UNAUTHENTICATED'));
+        sendJson(response, 401, graphQLErrorBody('Requests must come through the gateway', 'UNAUTHENTICATED'));
         return;
       }
       const after = new URL(request.url ?? '/', 'http://localhost').searchParams.get('after');
       const cursor = after === null || after === '' ? undefined : parseCursor(after);
       if (after && cursor === undefined) {
-        sendJson(response, 400, errorBody('after must be a cursor this feed returned', 'BAD_REQUEST'));
+        sendJson(response, 400, graphQLErrorBody('after must be a cursor this feed returned', 'BAD_REQUEST'));
         return;
       }
       const page = await options.sessions.revocationsAfter(cursor, feedPageSize);

@@ -7,14 +7,8 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { ApolloServerPlugin } from '@apollo/server';
+import { clientAddressHeader, sessionGrantHeader, sessionModeHeader } from '../../../platform/identity/session-headers.ts';
 import type { SessionKind } from '../domain/session.ts';
-
-export const sessionModeHeader = 'x-commerce-session-mode';
-export const sessionGrantHeader = 'x-commerce-session-grant';
-/** The grant that tells the gateway to clear the cookie. */
-export const sessionEnded = 'ended';
-/** Set by the gateway on every subgraph fetch; trusted because the request also carries its signature. */
-export const clientAddressHeader = 'x-commerce-client-address';
 
 function headerOf(request: IncomingMessage | undefined, name: string): string | undefined {
   const value = request?.headers[name];

@@ -40,12 +40,10 @@ export async function openSession(
 }
 
 export function accessTokenFor(deps: AccountsDependencies, customer: CustomerRecord, session: SessionRecord, grant: TokenGrant): Promise<string> {
-  const expiresAt = grant.accessTokenExpiresAt;
-  const ttlSeconds = Math.max(1, Math.round((expiresAt.getTime() - grant.issuedAt.getTime()) / 1000));
   return issueCustomerToken(
     deps.signingKey.privateKey,
     { customerId: customer.id, roles: customer.roles, sessionId: session.id },
-    ttlSeconds,
-    { keyId: deps.signingKey.keyId, expiresAt, issuedAt: grant.issuedAt },
+    { issuedAt: grant.issuedAt, expiresAt: grant.accessTokenExpiresAt },
+    { keyId: deps.signingKey.keyId },
   );
 }

@@ -55,7 +55,7 @@ const maxTokenLength = 200;
 class KeyTaken extends Error {}
 
 /** What a client can branch on when it sent one idempotency key with two different requests. */
-export const idempotencyKeyReused = 'IDEMPOTENCY_KEY_REUSED';
+const idempotencyKeyReused = 'IDEMPOTENCY_KEY_REUSED';
 
 export async function placeOrder(deps: PlaceOrderDependencies, customerId: string, input: PlaceOrderInput, causation: Causation): Promise<Order> {
   const request = checkInput(input);
