@@ -9,20 +9,26 @@
 import { randomBytes, randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Subscription } from '../platform/events/bus.ts';
-import { commandId, sagaReplyTypes, type OrderLineQuantity, type SagaCommandType } from '../platform/events/contracts/order-saga.ts';
+import { commandId, type OrderLineQuantity, type SagaCommandType } from '../platform/events/contracts/order-saga.ts';
 import { createEnvelope, type Causation, type EventEnvelope } from '../platform/events/envelope.ts';
 import { demoProducts } from '../scripts/demo/data.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
 import { connectInventoryDatabase, type InventoryDatabase } from '../subgraphs/inventory/infrastructure/database.ts';
-import { InvalidSagaCommand, reserveStockCommand } from '../subgraphs/inventory/domain/stock-reservation.ts';
+import { reservationReplyTypes } from '../subgraphs/inventory/domain/reservation-replies.ts';
+import {
+  InvalidSagaCommand,
+  receiveReturnedStockCommand,
+  reserveStockCommand,
+  restockReturnCommand,
+  writeOffReturnCommand,
+} from '../subgraphs/inventory/domain/stock-reservation.ts';
 import { reserveStock, type ReservationOutcome } from '../subgraphs/inventory/infrastructure/stock-reservations.ts';
 import { testDatabases } from './support/events.ts';
 import { graphql } from './support/graphql.ts';
 import { startStack, type Stack, type TestBusKind } from './support/stack.ts';
 import { waitFor } from './support/wait.ts';
 
-const inventoryReplies = sagaReplyTypes.filter((type) => type.startsWith('Stock'));
-
+const inventoryReplies = [...reservationReplyTypes];
 
 const newCausation = (): Causation => ({ correlationId: `req-${randomUUID()}`, causationId: randomUUID() });
 
@@ -43,6 +49,16 @@ async function reservationsOf(db: InventoryDatabase, orderId: string) {
 }
 
 const byProduct = (a: { productId: string }, b: { productId: string }) => (a.productId < b.productId ? -1 : 1);
+
+/**
+ * Every unit of a product, wherever it is: on sale (available), on the shelf but not for sale
+ * (reserved: held for orders and returns), gone with an order (COMMITTED) or written off.
+ */
+async function unitsAccountedFor(db: InventoryDatabase, productId: string): Promise<number> {
+  const { available, reserved } = await stockOf(db, productId);
+  const { _sum } = await db.stockReservation.aggregate({ where: { productId, status: { in: ['COMMITTED', 'WRITTEN_OFF'] } }, _sum: { quantity: true } });
+  return available + reserved + (_sum.quantity ?? 0);
+}
 
 describe.each<TestBusKind>(['postgres', 'nats'])('stock reservations for the order saga, on the %s bus', (busKind) => {
   let stack: Stack;
@@ -241,6 +257,161 @@ describe.each<TestBusKind>(['postgres', 'nats'])('stock reservations for the ord
     expect(await reservationsOf(db, orderId)).toEqual([{ productId, quantity: 2, status: 'COMMITTED' }]);
   });
 
+  /** The order reserved and dispatched (its lines COMMITTED), its two replies received. */
+  async function dispatched(orderId: string, lines: OrderLineQuantity[]): Promise<void> {
+    await send(reserve(orderId, lines), command('CommitStock', orderId, 4));
+    await replies(orderId, 2);
+  }
+
+  it('holds the units of a returned parcel: its committed lines become RETURNED, reserved goes up and available stays', async () => {
+    const [a, b] = [await givenStock(db, 5), await givenStock(db, 3)];
+    const orderId = randomUUID();
+    await dispatched(orderId, [{ productId: a, quantity: 2 }, { productId: b, quantity: 1 }]);
+
+    const sent = command('ReceiveReturnedStock', orderId, 10);
+    await send(sent);
+    const [, , received] = await replies(orderId, 3);
+
+    expect(received).toMatchObject({
+      type: 'ReturnedStockReceived',
+      source: 'inventory',
+      aggregateType: 'StockReservation',
+      aggregateId: orderId,
+      aggregateVersion: 3,
+      causationId: sent.eventId,
+      payload: { orderId, lines: [{ productId: a, quantity: 2 }, { productId: b, quantity: 1 }].sort(byProduct) },
+    });
+    expect(await stockOf(db, a)).toEqual({ available: 3, reserved: 2 });
+    expect(await stockOf(db, b)).toEqual({ available: 2, reserved: 1 });
+    expect((await reservationsOf(db, orderId)).map((row) => row.status)).toEqual(['RETURNED', 'RETURNED']);
+  });
+
+  it('restocks held returned units once the refund went through: reserved goes down, available up', async () => {
+    const productId = await givenStock(db, 5);
+    const orderId = randomUUID();
+    await dispatched(orderId, [{ productId, quantity: 2 }]);
+
+    await send(command('ReceiveReturnedStock', orderId, 10), command('RestockReturn', orderId, 11));
+    const [, , , restocked] = await replies(orderId, 4);
+
+    expect(restocked).toMatchObject({ type: 'StockRestocked', aggregateType: 'StockReservation', aggregateVersion: 4, payload: { orderId, lines: [{ productId, quantity: 2 }] } });
+    expect(await stockOf(db, productId)).toEqual({ available: 5, reserved: 0 });
+    expect(await reservationsOf(db, orderId)).toEqual([{ productId, quantity: 2, status: 'RESTOCKED' }]);
+  });
+
+  it('writes held returned units off when the refund failed: reserved goes down, available stays', async () => {
+    const productId = await givenStock(db, 5);
+    const orderId = randomUUID();
+    await dispatched(orderId, [{ productId, quantity: 2 }]);
+
+    await send(command('ReceiveReturnedStock', orderId, 10), command('WriteOffReturn', orderId, 11));
+    const [, , , writtenOff] = await replies(orderId, 4);
+
+    expect(writtenOff).toMatchObject({ type: 'ReturnWrittenOff', aggregateType: 'StockReservation', aggregateVersion: 4, payload: { orderId, lines: [{ productId, quantity: 2 }] } });
+    expect(await stockOf(db, productId)).toEqual({ available: 3, reserved: 0 });
+    expect(await reservationsOf(db, orderId)).toEqual([{ productId, quantity: 2, status: 'WRITTEN_OFF' }]);
+  });
+
+  it('answers a return command sent again with the same reply and version, and moves its units once', async () => {
+    const productId = await givenStock(db, 5);
+    const [orderId, later] = [randomUUID(), randomUUID()];
+    await dispatched(orderId, [{ productId, quantity: 2 }]);
+    const [receive, restock] = [command('ReceiveReturnedStock', orderId, 10), command('RestockReturn', orderId, 11)];
+
+    // Each message twice (a saga resending after a crash: the inbox drops the repeat), then each
+    // command again under an id of its own and a later version (only the order id tells).
+    await send(receive, receive, restock, restock);
+    await send({ ...command('ReceiveReturnedStock', orderId, 12), eventId: randomUUID() }, { ...command('RestockReturn', orderId, 13), eventId: randomUUID() });
+    // Commands are handled one at a time, in order: once a later order has its reply, every command above was seen.
+    await send(reserve(later, [{ productId, quantity: 1 }]));
+    await replies(later, 1);
+    const all = await replies(orderId, 6);
+
+    expect(all.map((reply) => [reply.type, reply.aggregateVersion])).toEqual([
+      ['StockReserved', 1],
+      ['StockCommitted', 2],
+      ['ReturnedStockReceived', 3],
+      ['StockRestocked', 4],
+      ['ReturnedStockReceived', 3],
+      ['StockRestocked', 4],
+    ]);
+    expect(all[4]!.payload).toEqual(all[2]!.payload);
+    expect(all[5]!.payload).toEqual(all[3]!.payload);
+    expect(await stockOf(db, productId)).toEqual({ available: 4, reserved: 1 });
+    expect(await reservationsOf(db, orderId)).toEqual([{ productId, quantity: 2, status: 'RESTOCKED' }]);
+  });
+
+  it('replies ReturnedStockReceived with no lines when nothing of the order was committed, and holds nothing', async () => {
+    const productId = await givenStock(db, 5);
+    const [notDispatched, unknown] = [randomUUID(), randomUUID()];
+
+    await send(reserve(notDispatched, [{ productId, quantity: 2 }]), command('ReceiveReturnedStock', notDispatched, 10));
+    await send(command('ReceiveReturnedStock', unknown, 10));
+    const [, received] = await replies(notDispatched, 2);
+    const [receivedUnknown] = await replies(unknown, 1);
+
+    expect(received).toMatchObject({ type: 'ReturnedStockReceived', aggregateVersion: 2, payload: { orderId: notDispatched, lines: [] } });
+    expect(receivedUnknown).toMatchObject({ type: 'ReturnedStockReceived', aggregateVersion: 1, payload: { orderId: unknown, lines: [] } });
+    expect(await stockOf(db, productId)).toEqual({ available: 3, reserved: 2 });
+    expect(await reservationsOf(db, notDispatched)).toEqual([{ productId, quantity: 2, status: 'RESERVED' }]);
+
+    // Nothing was held, so nothing is restocked.
+    await send(command('RestockReturn', notDispatched, 11));
+    const [, , restocked] = await replies(notDispatched, 3);
+
+    expect(restocked).toMatchObject({ type: 'StockRestocked', aggregateVersion: 3, payload: { orderId: notDispatched, lines: [] } });
+    expect(await stockOf(db, productId)).toEqual({ available: 3, reserved: 2 });
+  });
+
+  it('a write-off after restock writes nothing off', async () => {
+    const productId = await givenStock(db, 5);
+    const orderId = randomUUID();
+    await dispatched(orderId, [{ productId, quantity: 2 }]);
+
+    await send(command('ReceiveReturnedStock', orderId, 10), command('RestockReturn', orderId, 11), command('WriteOffReturn', orderId, 12));
+    const [, , , , writtenOff] = await replies(orderId, 5);
+
+    expect(writtenOff).toMatchObject({ type: 'ReturnWrittenOff', aggregateVersion: 5, payload: { orderId, lines: [] } });
+    expect(await stockOf(db, productId)).toEqual({ available: 5, reserved: 0 });
+    expect(await reservationsOf(db, orderId)).toEqual([{ productId, quantity: 2, status: 'RESTOCKED' }]);
+  });
+
+  it('holds nothing for a ReceiveReturnedStock that arrives after its order\'s RestockReturn', async () => {
+    const productId = await givenStock(db, 5);
+    const [orderId, later] = [randomUUID(), randomUUID()];
+    await dispatched(orderId, [{ productId, quantity: 2 }]);
+
+    // The restock (version 11) is handled before the receive (version 10), which is then stale.
+    await send(command('RestockReturn', orderId, 11), command('ReceiveReturnedStock', orderId, 10));
+    await send(reserve(later, [{ productId, quantity: 1 }]));
+    await replies(later, 1);
+
+    expect(repliesTo(orderId).map((reply) => [reply.type, reply.aggregateVersion])).toEqual([['StockReserved', 1], ['StockCommitted', 2], ['StockRestocked', 3]]);
+    expect(repliesTo(orderId)[2]!.payload).toEqual({ orderId, lines: [] });
+    expect(await stockOf(db, productId)).toEqual({ available: 2, reserved: 1 });
+    expect(await reservationsOf(db, orderId)).toEqual([{ productId, quantity: 2, status: 'COMMITTED' }]);
+  });
+
+  it('keeps every unit accounted for through dispatch, return, restock and write-off: available + reserved + committed + written off stays what was there', async () => {
+    const productId = await givenStock(db, 10);
+    const [kept, lost] = [randomUUID(), randomUUID()];
+    const step = async (commands: EventEnvelope[], repliesEach: number, expected: { available: number; reserved: number }) => {
+      await send(...commands);
+      await replies(kept, repliesEach);
+      await replies(lost, repliesEach);
+      expect(await stockOf(db, productId)).toEqual(expected);
+      expect(await unitsAccountedFor(db, productId)).toBe(10);
+    };
+
+    await step([reserve(kept, [{ productId, quantity: 3 }]), reserve(lost, [{ productId, quantity: 2 }])], 1, { available: 5, reserved: 5 });
+    await step([command('CommitStock', kept, 4), command('CommitStock', lost, 4)], 2, { available: 5, reserved: 0 });
+    await step([command('ReceiveReturnedStock', kept, 10), command('ReceiveReturnedStock', lost, 10)], 3, { available: 5, reserved: 5 });
+    await step([command('RestockReturn', kept, 11), command('WriteOffReturn', lost, 11)], 4, { available: 8, reserved: 0 });
+
+    expect(await reservationsOf(db, kept)).toEqual([{ productId, quantity: 3, status: 'RESTOCKED' }]);
+    expect(await reservationsOf(db, lost)).toEqual([{ productId, quantity: 2, status: 'WRITTEN_OFF' }]);
+  });
+
   it('shows reserved units in stock { available reserved } through the gateway', async () => {
     const product = demoProducts.find((p) => p.stock >= 3)!;
     const orderId = randomUUID();
@@ -342,6 +513,15 @@ describe('reserving stock in the inventory database', () => {
     await expect(db.$executeRaw`UPDATE stock_items SET reserved = -1 WHERE product_id = ${productId}::uuid`).rejects.toThrow(/stock_items_reserved_not_negative/);
     expect(await stockOf(db, productId)).toEqual({ available: 1, reserved: 0 });
   });
+
+  it('refuses a reservation line status it does not know in the database itself', async () => {
+    const productId = await givenStock(db, 1);
+    const orderId = randomUUID();
+    await db.stockReservationOrder.create({ data: { orderId } });
+
+    await expect(db.$executeRaw`INSERT INTO stock_reservations (order_id, product_id, quantity, status) VALUES (${orderId}::uuid, ${productId}::uuid, 1, 'LOST')`).rejects.toThrow(/stock_reservations_status_known/);
+    await expect(db.$executeRaw`INSERT INTO stock_return_replies (order_id, type, payload, version) VALUES (${orderId}::uuid, 'StockReleased', '{}'::jsonb, 1)`).rejects.toThrow(/stock_return_replies_type_known/);
+  });
 });
 
 describe('reading a ReserveStock command', () => {
@@ -367,5 +547,25 @@ describe('reading a ReserveStock command', () => {
 
   it('refuses a command whose aggregate is not the order of its payload', () => {
     expect(() => reserveStockCommand(envelope({ orderId, lines: [{ productId: randomUUID(), quantity: 1 }] }, randomUUID()))).toThrow(/is not payload.orderId/);
+  });
+});
+
+describe('reading a return command', () => {
+  const orderId = randomUUID();
+  const envelope = (type: SagaCommandType, payload: Record<string, unknown>, aggregateId: string = orderId) =>
+    createEnvelope('orders', { type, aggregateType: 'Order', aggregateId, aggregateVersion: 1, payload }, newCausation());
+  const readers = [
+    ['ReceiveReturnedStock', receiveReturnedStockCommand],
+    ['RestockReturn', restockReturnCommand],
+    ['WriteOffReturn', writeOffReturnCommand],
+  ] as const;
+
+  it.each(readers)('reads the order of a %s', (type, read) => {
+    expect(read(envelope(type, { orderId }))).toEqual({ orderId });
+  });
+
+  it.each(readers)('refuses a %s whose order id is not a uuid, or not its aggregate, as InvalidSagaCommand', (type, read) => {
+    expect(() => read(envelope(type, { orderId: 'ORD-1' }, 'ORD-1'))).toThrow(InvalidSagaCommand);
+    expect(() => read(envelope(type, { orderId }, randomUUID()))).toThrow(/is not payload.orderId/);
   });
 });

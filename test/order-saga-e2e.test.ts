@@ -134,18 +134,21 @@ describe('placing an order through the gateway: the saga across inventory, payme
     await untilStatus(id, 'CONFIRMED', (o) => o.shipment?.status === 'CREATED');
     const cancel = await graphql(stack.gatewayUrl, { query: `mutation { cancelOrder(id: "${id}") { status reason } }`, token: customer });
     expect(cancel.errors).toBeUndefined();
+    // A request: shipping must stop the shipment first.
+    expect(cancel.data!.cancelOrder).toEqual({ status: 'CANCELLING', reason: null });
     const cancelled = await untilStatus(id, 'CANCELLED', (o) => o.payment?.status === 'VOIDED' && o.shipment?.status === 'CANCELLED');
     expect(cancelled.reason).toBe('CUSTOMER_CANCELLED');
     await waitFor('the stock released', async () => ((await stockOf(product.id)).available === before.available ? true : undefined));
   });
 
-  it('refuses to cancel an order after dispatch with CONFLICT', async () => {
+  it('refuses to cancel an order after dispatch with CANCELLATION_REFUSED (ALREADY_DISPATCHED)', async () => {
     const id = await place([{ productId: inStock[5]!.id, quantity: 1 }]);
     await untilStatus(id, 'CONFIRMED', (o) => o.shipment?.status === 'CREATED');
     await advance(id, 'DISPATCHED');
     await untilStatus(id, 'SHIPPED');
     const cancel = await graphql(stack.gatewayUrl, { query: `mutation { cancelOrder(id: "${id}") { status } }`, token: customer });
-    expect(errorCodes(cancel)).toEqual(['CONFLICT']);
+    expect(errorCodes(cancel)).toEqual(['CANCELLATION_REFUSED']);
+    expect(cancel.errors![0]!.extensions).toMatchObject({ reason: 'ALREADY_DISPATCHED' });
   });
 
   it("shows a customer only their own orders: someone else's is FORBIDDEN, and their list is their own", async () => {

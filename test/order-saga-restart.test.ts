@@ -58,7 +58,7 @@ import { seedDemoData } from '../scripts/demo/seed.ts';
 import { startAccountsSubgraph } from '../subgraphs/accounts/subgraph.ts';
 import { startCatalogSubgraph } from '../subgraphs/catalog/subgraph.ts';
 import { startInventorySubgraph } from '../subgraphs/inventory/subgraph.ts';
-import type { AuthorizationAnswer, AuthorizationRequest, PaymentProvider, SettlementRequest } from '../subgraphs/payments/domain/payment-provider.ts';
+import type { AuthorizationAnswer, AuthorizationRequest, PaymentProvider, RefundAnswer, SettlementRequest } from '../subgraphs/payments/domain/payment-provider.ts';
 import { SimulatedPaymentProvider } from '../subgraphs/payments/infrastructure/simulated-provider.ts';
 import { startPaymentsSubgraph } from '../subgraphs/payments/subgraph.ts';
 import { startShippingSubgraph } from '../subgraphs/shipping/subgraph.ts';
@@ -155,7 +155,7 @@ class HeldSlowPayments implements PaymentProvider {
     return this.inner.void(request);
   }
 
-  refund(request: SettlementRequest): Promise<void> {
+  refund(request: SettlementRequest): Promise<RefundAnswer> {
     return this.inner.refund(request);
   }
 }

@@ -144,12 +144,17 @@ describe('placing an order', () => {
     await call(alice, `mutation ($id: ID!) { cancelOrder(id: $id) { status } }`, { id: order.id });
     await waitFor('the projector', async () => (await sql.query(`SELECT 1 FROM order_summaries WHERE order_id = $1 AND status = 'CANCELLED'`, [order.id])).rowCount === 1);
     // Back to what the projection held before the cancellation.
-    await sql.query(`UPDATE order_summaries SET status = 'PENDING', reason = NULL, version = 1 WHERE order_id = $1`, [order.id]);
-    await sql.query('DELETE FROM order_timeline WHERE order_id = $1 AND position = 2', [order.id]);
+    await sql.query(`UPDATE order_summaries SET status = 'PENDING', reason = NULL, cancellation = NULL, version = 1 WHERE order_id = $1`, [order.id]);
+    await sql.query('DELETE FROM order_timeline WHERE order_id = $1 AND position > 1', [order.id]);
 
-    const read = await call(alice, `query ($id: ID!) { order(id: $id) { status reason timeline { status } } }`, { id: order.id });
+    const read = await call(alice, `query ($id: ID!) { order(id: $id) { status reason cancellation { outcome } timeline { status } } }`, { id: order.id });
 
-    expect(read.data!.order).toEqual({ status: 'CANCELLED', reason: 'CUSTOMER_CANCELLED', timeline: [{ status: 'PENDING' }, { status: 'CANCELLED' }] });
+    expect(read.data!.order).toEqual({
+      status: 'CANCELLED',
+      reason: 'CUSTOMER_CANCELLED',
+      cancellation: { outcome: 'ACCEPTED' },
+      timeline: [{ status: 'PENDING' }, { status: 'CANCELLING' }, { status: 'CANCELLED' }],
+    });
   });
 
   it('returns the same order when retried with the same idempotency key', async () => {
@@ -336,7 +341,13 @@ describe('cancelling an order', () => {
     const response = await call(alice, `mutation ($id: ID!) { cancelOrder(id: $id) { id status reason timeline { status } } }`, { id: order.id });
 
     expect(response.errors).toBeUndefined();
-    expect(response.data!.cancelOrder).toEqual({ id: order.id, status: 'CANCELLED', reason: 'CUSTOMER_CANCELLED', timeline: [{ status: 'PENDING' }, { status: 'CANCELLED' }] });
+    // The request is recorded (CANCELLING); without a shipment to stop it is granted in the same transaction.
+    expect(response.data!.cancelOrder).toEqual({
+      id: order.id,
+      status: 'CANCELLED',
+      reason: 'CUSTOMER_CANCELLED',
+      timeline: [{ status: 'PENDING' }, { status: 'CANCELLING' }, { status: 'CANCELLED' }],
+    });
   });
 
   it('answers CONFLICT when the order can no longer be cancelled', async () => {

@@ -221,6 +221,10 @@ describe('evolving the state from the events', () => {
       idempotencyKey: 'key-1',
       reason: null,
       rejectedLines: [],
+      cancellation: null,
+      paymentStatus: null,
+      shipmentStatus: null,
+      deliveredAt: null,
       placedAt: at(0),
       updatedAt: at(0),
     });
@@ -250,5 +254,76 @@ describe('checking what a customer sends, before pricing', () => {
 
   it('trims the address and upper-cases the country', () => {
     expect(checkShippingAddress({ ...address, name: '  Ada  ', line2: '  ', country: 'gb' })).toEqual({ ...address, name: 'Ada', line2: null, country: 'GB' });
+  });
+});
+
+describe('A cancellation request (resolved by the saga)', () => {
+  const request: OrderCommand = { type: 'RequestCancellation', at: at(2) };
+  const requested: OrderEvent = { type: 'CancellationRequested', data: { at: at(2) } };
+
+  it('puts a pending or confirmed order in CANCELLING, and asking again changes nothing', () => {
+    given(placed).when(request).then([requested]);
+    given(placed, confirmed).when(request).then([requested]);
+    given(placed, confirmed, requested).when(request).then([]);
+    expect(fold([placed, confirmed, requested])).toMatchObject({ status: 'CANCELLING', cancellation: { requestedAt: at(2), outcome: 'PENDING', refusal: null, resolvedAt: null } });
+  });
+
+  it('is refused with CANCELLATION_REFUSED once the order was dispatched', () => {
+    for (const history of [[placed, confirmed, shipped], [placed, confirmed, shipped, delivered]]) {
+      given(...history).when(request).thenRefuses('CANCELLATION_REFUSED', /dispatched already/);
+    }
+  });
+
+  it('ends CANCELLED with the request accepted once shipping stopped the shipment', () => {
+    given(placed, confirmed, requested).when(cancel).then([cancelled]);
+    expect(fold([placed, confirmed, requested, cancelled])).toMatchObject({ status: 'CANCELLED', reason: 'CUSTOMER_CANCELLED', cancellation: { outcome: 'ACCEPTED', resolvedAt: at(2) } });
+  });
+
+  it('is refused and the order ships when shipping had dispatched it already', () => {
+    const refused: OrderEvent = { type: 'CancellationRefused', data: { reason: 'ALREADY_DISPATCHED', at: at(3) } };
+    given(placed, confirmed, requested).when(ship).then([refused, shipped]);
+    expect(fold([placed, confirmed, requested, refused])).toMatchObject({ status: 'CANCELLING', cancellation: { outcome: 'REFUSED', refusal: 'ALREADY_DISPATCHED' } });
+    expect(fold([placed, confirmed, requested, refused, shipped])).toMatchObject({ status: 'SHIPPED', reason: null, cancellation: { outcome: 'REFUSED', refusal: 'ALREADY_DISPATCHED', resolvedAt: at(3) } });
+  });
+});
+
+describe('A return', () => {
+  const day = 86_400_000;
+  const deliveredAt = Date.parse(at(4));
+  const askAt = (ms: number) => new Date(deliveredAt + ms).toISOString();
+  const returnRequested: OrderEvent = { type: 'ReturnRequested', data: { at: at(5) } };
+  const received: OrderEvent = { type: 'ReturnReceived', data: { at: at(6) } };
+
+  it('may be asked within the window after delivery, and asking again changes nothing', () => {
+    given(placed, confirmed, shipped, delivered).when({ type: 'RequestReturn', at: askAt(30 * day), windowMs: 30 * day }).then([{ type: 'ReturnRequested', data: { at: askAt(30 * day) } }]);
+    given(placed, confirmed, shipped, delivered, returnRequested).when({ type: 'RequestReturn', at: at(6), windowMs: 30 * day }).then([]);
+  });
+
+  it('is refused after the window, and before delivery', () => {
+    given(placed, confirmed, shipped, delivered).when({ type: 'RequestReturn', at: askAt(30 * day + 1), windowMs: 30 * day }).thenRefuses('CONFLICT', /within 30 days of its delivery/);
+    given(placed, confirmed, shipped).when({ type: 'RequestReturn', at: at(5), windowMs: 30 * day }).thenRefuses('CONFLICT', /Cannot return an order that is shipped/);
+  });
+
+  it('is received only when asked for, then refunded or failed with the reason', () => {
+    given(placed, confirmed, shipped, delivered).when({ type: 'ReceiveReturn', at: at(6) }).thenRefuses('CONFLICT');
+    given(placed, confirmed, shipped, delivered, returnRequested).when({ type: 'ReceiveReturn', at: at(6) }).then([received]);
+    given(placed, confirmed, shipped, delivered, returnRequested, received).when({ type: 'MarkRefunded', at: at(7) }).then([{ type: 'OrderRefunded', data: { amount: 2_749, at: at(7) } }]);
+    const failed: OrderEvent = { type: 'RefundFailed', data: { reason: 'REFUND_DECLINED', at: at(7) } };
+    given(placed, confirmed, shipped, delivered, returnRequested, received).when({ type: 'MarkRefundFailed', reason: 'REFUND_DECLINED', at: at(7) }).then([failed]);
+    expect(fold([placed, confirmed, shipped, delivered, returnRequested, received, failed])).toMatchObject({ status: 'REFUND_FAILED', reason: 'REFUND_DECLINED', paymentStatus: 'REFUND_FAILED' });
+  });
+});
+
+describe('Payment and shipment states the order learns', () => {
+  it('are recorded when new and dropped when the order knows them already', () => {
+    given(placed).when({ type: 'RecordPayment', status: 'AUTHORIZED', at: at(1) }).then([{ type: 'PaymentUpdated', data: { status: 'AUTHORIZED', at: at(1) } }]);
+    given(placed, { type: 'PaymentUpdated', data: { status: 'AUTHORIZED', at: at(1) } }).when({ type: 'RecordPayment', status: 'AUTHORIZED', at: at(2) }).then([]);
+    // Confirming means the shipment was created: a late repeat of ShipmentCreated changes nothing.
+    given(placed, confirmed).when({ type: 'RecordShipment', status: 'CREATED', at: at(2) }).then([]);
+    given(placed, confirmed, cancelled).when({ type: 'RecordShipment', status: 'CANCELLED', at: at(3) }).then([{ type: 'ShipmentUpdated', data: { status: 'CANCELLED', at: at(3) } }]);
+  });
+
+  it('keep the status and the time it last changed', () => {
+    expect(fold([placed, confirmed, { type: 'PaymentUpdated', data: { status: 'VOIDED', at: at(9) } }])).toMatchObject({ status: 'CONFIRMED', paymentStatus: 'VOIDED', updatedAt: at(1) });
   });
 });

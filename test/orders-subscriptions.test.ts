@@ -78,14 +78,14 @@ describe('order subscriptions on the orders subgraph (graphql-ws, fed by LISTEN 
     }
   }
 
-  it('sends PENDING then CONFIRMED to a client subscribed with a signed identity, for an order placed through the gateway', async () => {
+  it('sends PENDING, the payment authorized (still PENDING), then CONFIRMED to a client subscribed with a signed identity, for an order placed through the gateway', async () => {
     const id = await place(customerToken, 'tok_slow');
     const client = await connect(customer);
     const received = subscribe(client, `subscription ($id: ID!) { orderStatusChanged(orderId: $id) { id status total customer { id } } }`, { id });
     await waitFor('CONFIRMED', () => (received.data.some((d) => d.orderStatusChanged.status === 'CONFIRMED') ? true : undefined));
     expect(received.errors).toEqual([]);
-    expect(received.data.map((d) => d.orderStatusChanged.status)).toEqual(['PENDING', 'CONFIRMED']);
-    expect(received.data[1]!.orderStatusChanged).toMatchObject({ id, total: inStock[0]!.price, customer: { id: customerId } });
+    expect(received.data.map((d) => d.orderStatusChanged.status)).toEqual(['PENDING', 'PENDING', 'CONFIRMED']);
+    expect(received.data[2]!.orderStatusChanged).toMatchObject({ id, total: inStock[0]!.price, customer: { id: customerId } });
     received.dispose();
   });
 
@@ -149,7 +149,7 @@ describe('order subscriptions on the orders subgraph (graphql-ws, fed by LISTEN 
       owner.data.some((d) => d.orderStatusChanged.status === 'CONFIRMED') && stranger.completed && forged.errors.length > 0 && nobody.errors.length > 0 ? true : undefined,
     );
     expect(owner.errors).toEqual([]);
-    expect(owner.data.map((d) => d.orderStatusChanged.status)).toEqual(['PENDING', 'CONFIRMED']);
+    expect(owner.data.map((d) => d.orderStatusChanged.status)).toEqual(['PENDING', 'PENDING', 'CONFIRMED']);
     expect(owner.data[0]!.orderStatusChanged.customer.id).toBe(customerId);
     expect(stranger.errors.map((e) => e.extensions?.code)).toEqual(['FORBIDDEN']);
     expect(forged.errors.map((e) => e.extensions?.code)).toEqual(['UNAUTHENTICATED']);
@@ -158,7 +158,7 @@ describe('order subscriptions on the orders subgraph (graphql-ws, fed by LISTEN 
     expect([...stranger.data, ...forged.data, ...nobody.data]).toEqual([]);
   });
 
-  it('sends every status once and in order, even two committed in one transaction and so heard as one notification', async () => {
+  it('sends every change once and in order, even two committed in one transaction and so heard as one notification', async () => {
     const client = await connect(customer);
     const everything = subscribe(client, `subscription { myOrderUpdates { id status timeline { status } } }`);
     onTestFinished(() => everything.dispose());
@@ -180,9 +180,11 @@ describe('order subscriptions on the orders subgraph (graphql-ws, fed by LISTEN 
     );
 
     expect(one.errors).toEqual([]);
-    expect(one.data.map((d) => d.orderStatusChanged.status)).toEqual(['PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED']);
-    // Each event is the order as it was then, its timeline included.
+    // The second PENDING is the payment's authorization: a change of the order's view, not of its status.
+    expect(one.data.map((d) => d.orderStatusChanged.status)).toEqual(['PENDING', 'PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED']);
+    // Each event is the order as it was then, its timeline (one entry per status) included.
     expect(one.data.map((d) => d.orderStatusChanged.timeline.map((t: { status: string }) => t.status).join(','))).toEqual([
+      'PENDING',
       'PENDING',
       'PENDING,CONFIRMED',
       'PENDING,CONFIRMED,SHIPPED',
@@ -190,7 +192,7 @@ describe('order subscriptions on the orders subgraph (graphql-ws, fed by LISTEN 
     ]);
     expect(everything.errors).toEqual([]);
     // PENDING too, unless the order was placed before the subscription's snapshot was taken.
-    expect(['PENDING,CONFIRMED,SHIPPED,DELIVERED', 'CONFIRMED,SHIPPED,DELIVERED']).toContain(
+    expect(['PENDING,PENDING,CONFIRMED,SHIPPED,DELIVERED', 'PENDING,CONFIRMED,SHIPPED,DELIVERED', 'CONFIRMED,SHIPPED,DELIVERED']).toContain(
       everything.data.filter((d) => d.myOrderUpdates.id === id).map((d) => d.myOrderUpdates.status).join(','),
     );
   });
@@ -218,7 +220,7 @@ describe('order subscriptions on the orders subgraph (graphql-ws, fed by LISTEN 
     const after = await place(customerToken);
     await waitFor('the new order CONFIRMED', () => (updates.data.some((d) => d.myOrderUpdates.id === after && d.myOrderUpdates.status === 'CONFIRMED') ? true : undefined));
     expect(updates.data.map((d) => d.myOrderUpdates.id)).not.toContain(before);
-    expect(['PENDING,CONFIRMED', 'CONFIRMED']).toContain(updates.data.map((d) => d.myOrderUpdates.status).join(','));
+    expect(['PENDING,PENDING,CONFIRMED', 'PENDING,CONFIRMED', 'CONFIRMED']).toContain(updates.data.map((d) => d.myOrderUpdates.status).join(','));
   });
 
   it('releases the LISTEN fan-out when the last subscriber unsubscribes', async () => {

@@ -11,8 +11,15 @@ import type { EventEnvelope } from '../platform/events/envelope.ts';
 import type { Identity } from '../platform/identity/identity.ts';
 import type { RunningContextSubgraph } from '../platform/subgraph/context-subgraph.ts';
 import { defaultStepTimeoutMs } from '../subgraphs/orders/saga/saga-runner.ts';
-import { PaymentChangedMeanwhile, decide, type Payment } from '../subgraphs/payments/domain/payment.ts';
-import { ProviderError } from '../subgraphs/payments/domain/payment-provider.ts';
+import { PaymentChangedMeanwhile, decide, providerStepFor, type Payment } from '../subgraphs/payments/domain/payment.ts';
+import {
+  ProviderError,
+  type AuthorizationAnswer,
+  type AuthorizationRequest,
+  type PaymentProvider,
+  type RefundAnswer,
+  type SettlementRequest,
+} from '../subgraphs/payments/domain/payment-provider.ts';
 import { connectPaymentsDatabase, type PaymentsDatabase } from '../subgraphs/payments/infrastructure/database.ts';
 import { SimulatedPaymentProvider } from '../subgraphs/payments/infrastructure/simulated-provider.ts';
 import { startPaymentsSubgraph } from '../subgraphs/payments/subgraph.ts';
@@ -22,16 +29,50 @@ import { freshDatabaseName } from './support/run.ts';
 import { generateTestKeys, type TestBusKind } from './support/stack.ts';
 import { waitFor } from './support/wait.ts';
 
-const replyTypes = ['PaymentAuthorized', 'PaymentDeclined', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded'];
+const replyTypes = ['PaymentAuthorized', 'PaymentDeclined', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded', 'PaymentRefundFailed'];
 const slowTokenDelayMs = 1_500;
 
-function startPayments(bus: TestBusKind): Promise<ContextHarness> {
-  return startContextHarness({
+/**
+ * The simulated provider, with the refunds payments asked for counted per order (asking is not
+ * acting: the provider's own ledger, `provider_operations`, says what it did), and a way to make
+ * the provider fail, as a network error would, before it acts.
+ */
+class ObservedProvider implements PaymentProvider {
+  readonly refundsAsked = new Map<string, number>();
+  /** Orders whose next refund call throws before it reaches the provider. */
+  readonly failNextRefund = new Set<string>();
+
+  constructor(private readonly inner: PaymentProvider) {}
+
+  authorize(request: AuthorizationRequest): Promise<AuthorizationAnswer> {
+    return this.inner.authorize(request);
+  }
+
+  capture(request: SettlementRequest): Promise<void> {
+    return this.inner.capture(request);
+  }
+
+  void(request: Omit<SettlementRequest, 'amount'>): Promise<void> {
+    return this.inner.void(request);
+  }
+
+  async refund(request: SettlementRequest): Promise<RefundAnswer> {
+    this.refundsAsked.set(request.idempotencyKey, (this.refundsAsked.get(request.idempotencyKey) ?? 0) + 1);
+    if (this.failNextRefund.delete(request.idempotencyKey)) throw new Error('connect ECONNRESET (the provider could not be reached)');
+    return this.inner.refund(request);
+  }
+}
+
+async function startPayments(bus: TestBusKind): Promise<ContextHarness & { provider: ObservedProvider }> {
+  let provider: ObservedProvider | undefined;
+  const harness = await startContextHarness({
     context: 'payments',
     bus,
-    start: (options) => startPaymentsSubgraph({ ...options, simulatedProvider: { slowTokenDelayMs } }),
+    start: (options) =>
+      startPaymentsSubgraph({ ...options, createProvider: (db) => (provider = new ObservedProvider(new SimulatedPaymentProvider(db, { slowTokenDelayMs }))) }),
     observe: replyTypes,
   });
+  return Object.assign(harness, { provider: provider! });
 }
 
 function authorizeCommand(orderId: string, paymentToken: string, customerId: string = randomUUID()): AuthorizePayment {
@@ -39,7 +80,7 @@ function authorizeCommand(orderId: string, paymentToken: string, customerId: str
 }
 
 describe.each<TestBusKind>(['postgres', 'nats'])('payments answers the order saga on the %s bus', (busKind) => {
-  let payments: ContextHarness;
+  let payments: Awaited<ReturnType<typeof startPayments>>;
 
   beforeAll(async () => {
     payments = await startPayments(busKind);
@@ -54,6 +95,21 @@ describe.each<TestBusKind>(['postgres', 'nats'])('payments answers the order sag
     return repliesTo(orderId)[count - 1]!;
   }
   const paymentRow = async (orderId: string) => (await payments.sql('SELECT * FROM payments WHERE order_id = $1', [orderId]))[0];
+  /** What the provider's own ledger says it did about refunds of the order's hold, whatever the key. */
+  async function refundsAtProvider(orderId: string): Promise<unknown[]> {
+    const reference = (await paymentRow(orderId))!.provider_reference;
+    const rows = await payments.sql<{ result: unknown }>(`SELECT result FROM provider_operations WHERE operation = 'refund' AND result->>'reference' = $1`, [reference]);
+    return rows.map((row) => row.result);
+  }
+  /** Authorizes `paymentToken` and captures it: the payment a return's refund starts from. */
+  async function capturedPayment(paymentToken: string): Promise<{ orderId: string; paymentId: string }> {
+    const orderId = randomUUID();
+    await payments.publish(sagaCommand('AuthorizePayment', authorizeCommand(orderId, paymentToken), 1));
+    await payments.publish(sagaCommand('CapturePayment', { orderId }, 2));
+    const captured = await nthReply(orderId, 2);
+    expect(captured).toMatchObject({ type: 'PaymentCaptured', aggregateVersion: 2 });
+    return { orderId, paymentId: captured.payload.paymentId as string };
+  }
 
   it('authorizes tok_visa and replies PaymentAuthorized as version 1 of the payment, caused by the command', async () => {
     const orderId = randomUUID();
@@ -106,9 +162,103 @@ describe.each<TestBusKind>(['postgres', 'nats'])('payments answers the order sag
     expect(await nthReply(orderId, 2)).toMatchObject({ type: 'PaymentCaptured', aggregateVersion: 2, payload: { orderId, paymentId: authorized.payload.paymentId, amount: 4_998, currency: 'EUR' } });
     await payments.publish(sagaCommand('RefundPayment', { orderId }, 3));
     expect(await nthReply(orderId, 3)).toMatchObject({ type: 'PaymentRefunded', aggregateVersion: 3, payload: { orderId, paymentId: authorized.payload.paymentId, amount: 4_998 } });
-    expect(await paymentRow(orderId)).toMatchObject({ status: 'REFUNDED', version: 3 });
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'REFUNDED', version: 3, refund_failure_reason: null });
     const history = await payments.sql('SELECT status, version FROM payment_status_changes WHERE payment_id = $1 ORDER BY version', [authorized.payload.paymentId]);
     expect(history).toEqual([{ status: 'AUTHORIZED', version: 1 }, { status: 'CAPTURED', version: 2 }, { status: 'REFUNDED', version: 3 }]);
+    expect(await refundsAtProvider(orderId)).toMatchObject([{ refunded: true, amount: 4_998 }]);
+  });
+
+  it('records a refund the provider declines for tok_refund_fails as REFUND_FAILED, version 3, and replies PaymentRefundFailed: nothing is given back', async () => {
+    const { orderId, paymentId } = await capturedPayment('tok_refund_fails');
+    const command = sagaCommand('RefundPayment', { orderId }, 3);
+    await payments.publish(command);
+    expect(await nthReply(orderId, 3)).toMatchObject({
+      type: 'PaymentRefundFailed',
+      aggregateType: 'Payment',
+      aggregateVersion: 3,
+      payload: { orderId, paymentId, reason: 'card_closed' },
+      causationId: command.eventId,
+    });
+    // Still captured in money terms: no refund instant, the capture's kept.
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'REFUND_FAILED', version: 3, refund_failure_reason: 'card_closed', refunded_at: null });
+    expect((await paymentRow(orderId))!.captured_at).not.toBeNull();
+    const history = await payments.sql('SELECT status, version FROM payment_status_changes WHERE payment_id = $1 ORDER BY version', [paymentId]);
+    expect(history).toEqual([{ status: 'AUTHORIZED', version: 1 }, { status: 'CAPTURED', version: 2 }, { status: 'REFUND_FAILED', version: 3 }]);
+    expect(await refundsAtProvider(orderId)).toEqual([{ reference: expect.any(String), refunded: false, reason: 'card_closed' }]);
+  });
+
+  it('refunds once at the provider when the same RefundPayment is delivered twice, and answers another one with the same PaymentRefunded', async () => {
+    const { orderId } = await capturedPayment('tok_visa');
+    const command = sagaCommand('RefundPayment', { orderId }, 3);
+    await payments.publish(command);
+    await payments.publish(command); // the same command again, as the saga re-sends it after a crash
+    await payments.publish(sagaCommand('RefundPayment', { orderId }, 4, { eventId: randomUUID() }));
+    const again = await nthReply(orderId, 4);
+    expect(again).toMatchObject({ type: 'PaymentRefunded', aggregateVersion: 3, payload: repliesTo(orderId)[2]!.payload });
+    expect(typesOf(orderId)).toEqual([['PaymentAuthorized', 1], ['PaymentCaptured', 2], ['PaymentRefunded', 3], ['PaymentRefunded', 3]]);
+    expect(payments.provider.refundsAsked.get(orderId)).toBe(1);
+    expect(await refundsAtProvider(orderId)).toMatchObject([{ refunded: true }]);
+  });
+
+  it('answers a RefundPayment repeated after a declined refund with the same PaymentRefundFailed, without asking the provider again', async () => {
+    const { orderId } = await capturedPayment('tok_refund_fails');
+    await payments.publish(sagaCommand('RefundPayment', { orderId }, 3));
+    const failed = await nthReply(orderId, 3);
+    await payments.publish(sagaCommand('RefundPayment', { orderId }, 4, { eventId: randomUUID() }));
+    const again = await nthReply(orderId, 4);
+    expect(again.eventId).not.toBe(failed.eventId);
+    expect(again).toMatchObject({ type: 'PaymentRefundFailed', aggregateVersion: 3, payload: failed.payload });
+    // A capture asked again still has its answer; a void is refused (the money was taken).
+    await payments.publish(sagaCommand('CapturePayment', { orderId }, 5, { eventId: randomUUID() }));
+    await payments.publish(sagaCommand('VoidPayment', { orderId }, 6));
+    await payments.publish(sagaCommand('RefundPayment', { orderId }, 7, { eventId: randomUUID() }));
+    await nthReply(orderId, 6);
+    expect(typesOf(orderId)).toEqual([
+      ['PaymentAuthorized', 1], ['PaymentCaptured', 2], ['PaymentRefundFailed', 3], ['PaymentRefundFailed', 3], ['PaymentCaptured', 2], ['PaymentRefundFailed', 3],
+    ]);
+    expect(payments.provider.refundsAsked.get(orderId)).toBe(1);
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'REFUND_FAILED', version: 3, voided_at: null });
+  });
+
+  it("refunds once when the provider gave the money back but the refund's write failed: the redelivered command gets the provider's recorded answer", async () => {
+    const { orderId, paymentId } = await capturedPayment('tok_visa');
+    // The first write of this order's refund fails, as a lost connection or a full disk would:
+    // a sequence, because it counts even in the transaction that the failure rolls back.
+    await payments.sql('CREATE SEQUENCE refund_write_faults');
+    await payments.sql(`
+      CREATE FUNCTION fail_first_refund_write() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF nextval('refund_write_faults') = 1 THEN RAISE EXCEPTION 'injected: the refund''s write fails once'; END IF;
+        RETURN NEW;
+      END;
+      $$`);
+    await payments.sql(`
+      CREATE TRIGGER fail_first_refund_write BEFORE UPDATE ON payments
+      FOR EACH ROW WHEN (NEW.order_id = '${orderId}' AND NEW.status = 'REFUNDED') EXECUTE FUNCTION fail_first_refund_write()`);
+    try {
+      await payments.publish(sagaCommand('RefundPayment', { orderId }, 3));
+      expect(await nthReply(orderId, 3)).toMatchObject({ type: 'PaymentRefunded', aggregateVersion: 3, payload: { orderId, paymentId, amount: 4_998 } });
+      expect(await payments.sql(`SELECT last_value FROM refund_write_faults`)).toEqual([{ last_value: '2' }]);
+    } finally {
+      await payments.sql('DROP TRIGGER fail_first_refund_write ON payments');
+      await payments.sql('DROP FUNCTION fail_first_refund_write');
+      await payments.sql('DROP SEQUENCE refund_write_faults');
+    }
+    // Refunded once, although asked twice (the bus delivered the command again).
+    expect(await refundsAtProvider(orderId)).toMatchObject([{ refunded: true, amount: 4_998 }]);
+    expect(payments.provider.refundsAsked.get(orderId)).toBe(2);
+    expect(typesOf(orderId)).toEqual([['PaymentAuthorized', 1], ['PaymentCaptured', 2], ['PaymentRefunded', 3]]);
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'REFUNDED', version: 3 });
+  });
+
+  it('retries a refund whose provider call failed (the provider threw) through the bus, and refunds once', async () => {
+    const { orderId } = await capturedPayment('tok_visa');
+    payments.provider.failNextRefund.add(orderId);
+    await payments.publish(sagaCommand('RefundPayment', { orderId }, 3));
+    expect(await nthReply(orderId, 3)).toMatchObject({ type: 'PaymentRefunded', aggregateVersion: 3 });
+    expect(await refundsAtProvider(orderId)).toMatchObject([{ refunded: true }]);
+    expect(payments.provider.refundsAsked.get(orderId)).toBe(2);
+    expect(await paymentRow(orderId)).toMatchObject({ status: 'REFUNDED', version: 3 });
   });
 
   it('voids an authorized payment, and then neither captures nor refunds it', async () => {
@@ -279,7 +429,7 @@ describe('payments read through _entities, and its simulated provider', () => {
     await payments?.stop();
   });
 
-  const selection = 'id payment { id status amount currency declineReason authorizedAt capturedAt }';
+  const selection = 'id payment { id status amount currency declineReason refundFailureReason authorizedAt capturedAt }';
   function fetchOrders(ids: string[], identity: Identity | null) {
     return payments.query({
       query: `query ($representations: [_Any!]!) { _entities(representations: $representations) { ... on Order { ${selection} } } }`,
@@ -293,7 +443,7 @@ describe('payments read through _entities, and its simulated provider', () => {
       const response = await fetchOrders([paidOrders[0]!], identity);
       expect(response.errors).toBeUndefined();
       const [order] = response.data!._entities;
-      expect(order.payment).toMatchObject({ status: 'CAPTURED', amount: 4_998, currency: 'EUR', declineReason: null });
+      expect(order.payment).toMatchObject({ status: 'CAPTURED', amount: 4_998, currency: 'EUR', declineReason: null, refundFailureReason: null });
       expect(new Date(order.payment.authorizedAt).getTime()).toBeLessThanOrEqual(new Date(order.payment.capturedAt).getTime());
     }
   });
@@ -368,12 +518,38 @@ describe('payments read through _entities, and its simulated provider', () => {
     await expect(provider.void({ idempotencyKey: captured, reference: holds[1]! })).rejects.toThrow(/captured/);
     await expect(provider.refund({ idempotencyKey: voided, reference: holds[0]!, amount: 100 })).rejects.toThrow(/Nothing was captured/);
   });
+
+  it('declines, for tok_refund_fails, the refund of what it captured (card_closed), and declines it again for the same key', async () => {
+    const provider = new SimulatedPaymentProvider(db);
+    const idempotencyKey = randomUUID();
+    const authorization = await provider.authorize({ idempotencyKey, amount: 100, currency: 'EUR', paymentToken: 'tok_refund_fails' });
+    if (!authorization.approved) throw new Error('tok_refund_fails should be approved');
+    // The card's fate is the provider's business: its answer to the authorization is tok_visa's.
+    expect(Object.keys(authorization).sort()).toEqual(Object.keys(await provider.authorize({ idempotencyKey: randomUUID(), amount: 100, currency: 'EUR', paymentToken: 'tok_visa' })).sort());
+    await provider.capture({ idempotencyKey, reference: authorization.reference, amount: 100 });
+    const refund = { idempotencyKey, reference: authorization.reference, amount: 100 };
+    expect(await provider.refund(refund)).toEqual({ refunded: false, reason: 'card_closed' });
+    expect(await provider.refund(refund)).toEqual({ refunded: false, reason: 'card_closed' });
+    await expect(provider.refund({ ...refund, amount: 50 })).rejects.toThrow(ProviderError);
+  });
+
+  it('refunds what it captured of tok_visa once per key, answering the same again', async () => {
+    const provider = new SimulatedPaymentProvider(db);
+    const idempotencyKey = randomUUID();
+    const authorization = await provider.authorize({ idempotencyKey, amount: 100, currency: 'EUR', paymentToken: 'tok_visa' });
+    if (!authorization.approved) throw new Error('tok_visa should be approved');
+    await provider.capture({ idempotencyKey, reference: authorization.reference, amount: 100 });
+    const refund = { idempotencyKey, reference: authorization.reference, amount: 100 };
+    expect(await provider.refund(refund)).toEqual({ refunded: true });
+    expect(await provider.refund(refund)).toEqual({ refunded: true });
+    expect(await payments.sql(`SELECT result FROM provider_operations WHERE operation = 'refund' AND idempotency_key = $1`, [idempotencyKey])).toHaveLength(1);
+  });
 });
 
 describe('the payment rules', () => {
   const authorized: Payment = {
     id: randomUUID(), orderId: randomUUID(), customerId: randomUUID(), amount: 500, currency: 'EUR', status: 'AUTHORIZED',
-    providerReference: 'sim_auth_1', cardBrand: 'visa', declineReason: null, version: 1,
+    providerReference: 'sim_auth_1', cardBrand: 'visa', declineReason: null, refundFailureReason: null, version: 1,
     authorizedAt: new Date(), capturedAt: null, voidedAt: null, refundedAt: null,
   };
 
@@ -393,5 +569,46 @@ describe('the payment rules', () => {
     for (const status of ['DECLINED', 'VOIDED'] as const) {
       expect(decide({ type: 'CapturePayment', orderId: authorized.orderId }, { ...authorized, status }, null, at)).toMatchObject({ kind: 'ignored', expected: false });
     }
+  });
+
+  describe('When captured', () => {
+    const captured: Payment = { ...authorized, status: 'CAPTURED', version: 2, capturedAt: new Date() };
+    const refund = { type: 'RefundPayment', orderId: captured.orderId } as const;
+
+    it('refunds when the provider gives the money back: REFUNDED and PaymentRefunded, version 3', () => {
+      const at = new Date();
+      expect(decide(refund, captured, { operation: 'refund', answer: { refunded: true } }, at)).toMatchObject({
+        kind: 'changed',
+        payment: { status: 'REFUNDED', version: 3, refundedAt: at, refundFailureReason: null },
+        reply: { type: 'PaymentRefunded', version: 3, payload: { orderId: captured.orderId, paymentId: captured.id, amount: 500 } },
+      });
+    });
+
+    it('records a declined refund as REFUND_FAILED with its reason, version 3 (the version a refund would have had), and replies PaymentRefundFailed', () => {
+      expect(decide(refund, captured, { operation: 'refund', answer: { refunded: false, reason: 'card_closed' } }, new Date())).toMatchObject({
+        kind: 'changed',
+        payment: { status: 'REFUND_FAILED', version: 3, refundedAt: null, refundFailureReason: 'card_closed' },
+        reply: { type: 'PaymentRefundFailed', version: 3, payload: { orderId: captured.orderId, paymentId: captured.id, reason: 'card_closed' } },
+      });
+    });
+  });
+
+  describe('When the refund failed', () => {
+    const failed: Payment = { ...authorized, status: 'REFUND_FAILED', version: 3, capturedAt: new Date(), refundFailureReason: 'card_closed' };
+
+    it('answers another RefundPayment with the same PaymentRefundFailed, without asking the provider', () => {
+      const refund = { type: 'RefundPayment', orderId: failed.orderId } as const;
+      expect(providerStepFor(refund, failed)).toBeNull();
+      expect(decide(refund, failed, null, new Date())).toEqual({
+        kind: 'repeated',
+        reply: { type: 'PaymentRefundFailed', version: 3, payload: { orderId: failed.orderId, paymentId: failed.id, reason: 'card_closed' } },
+      });
+    });
+
+    it('answers another CapturePayment with its PaymentCaptured, and refuses to void what was taken', () => {
+      expect(decide({ type: 'CapturePayment', orderId: failed.orderId }, failed, null, new Date())).toMatchObject({ kind: 'repeated', reply: { type: 'PaymentCaptured', version: 2 } });
+      expect(providerStepFor({ type: 'VoidPayment', orderId: failed.orderId }, failed)).toBeNull();
+      expect(decide({ type: 'VoidPayment', orderId: failed.orderId }, failed, null, new Date())).toMatchObject({ kind: 'ignored', expected: false });
+    });
   });
 });

@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,7 @@ import { readRuntimeFile } from '../platform/runtime-file.ts';
 import { demoCategories, demoProducts, demoUsers } from '../scripts/demo/data.ts';
 import { graphql } from './support/graphql.ts';
 import { freePort, isListening, startProcess, type TestProcess } from './support/processes.ts';
+import { readmeExamples, runReadmeExamples } from './support/readme-examples.ts';
 
 /**
  * Seven processes started one after the other, each loading tsx and its Prisma client: ~40 s on an
@@ -123,7 +124,7 @@ describe('npm start', () => {
     expect(readdirSync(tmpdir()).filter((name) => name.startsWith(dataDirPrefix)), 'data folders left behind').toEqual([]);
   });
 
-  it('runs the platform on an embedded PostgreSQL with demo data, stops on Ctrl-C, and reuses the data on the next start', { timeout: 2 * platformStartMs + 120_000 }, async () => {
+  it('runs the platform on an embedded PostgreSQL with demo data, on which the README’s GraphQL examples run as written, stops on Ctrl-C, and reuses the data on the next start', { timeout: 2 * platformStartMs + 120_000 }, async () => {
     const dataDir = newDataDir();
     const ports = await freePorts();
 
@@ -131,6 +132,10 @@ describe('npm start', () => {
     running.push(first);
     expect(await first.waitForOutput(/Apollo Sandbox:/, platformStartMs)).toContain(`http://localhost:${ports.gateway}/graphql`);
     expect(first.output()).toContain('starting embedded PostgreSQL');
+    // Before anything else touches the data: a newcomer's fresh start, every block in the README's order.
+    const examples = readmeExamples(readFileSync(new URL('../README.md', import.meta.url), 'utf8'));
+    expect(examples.length).toBeGreaterThan(0);
+    await runReadmeExamples(`http://127.0.0.1:${ports.gateway}/graphql`, examples);
     expect(await productCount(ports)).toBeGreaterThanOrEqual(50);
     const signIn = await graphql(`http://127.0.0.1:${ports.gateway}/graphql`, {
       query: 'mutation ($email: String!, $password: String!) { signIn(email: $email, password: $password) { customer { roles } } }',

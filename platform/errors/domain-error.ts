@@ -3,7 +3,7 @@
  * server turns it into a GraphQL error with `extensions.code` (and `field`) when it reaches a
  * client, so domain code stays free of transport concerns.
  */
-export type DomainErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN' | 'OUT_OF_STOCK' | 'PAYMENT_DECLINED';
+export type DomainErrorCode = 'BAD_USER_INPUT' | 'NOT_FOUND' | 'CONFLICT' | 'FORBIDDEN' | 'OUT_OF_STOCK' | 'PAYMENT_DECLINED' | 'CANCELLATION_REFUSED';
 
 export class DomainError extends Error {
   override readonly name = 'DomainError';
@@ -12,6 +12,8 @@ export class DomainError extends Error {
     message: string,
     /** The offending input, e.g. `email` or `input.price`. */
     readonly field?: string,
+    /** A machine-readable why, for codes with several causes (`extensions.reason`), e.g. ALREADY_DISPATCHED. */
+    readonly reason?: string,
   ) {
     super(message);
   }

@@ -13,6 +13,8 @@ export const ErrorCode = {
   CONFLICT: 'CONFLICT',
   OUT_OF_STOCK: 'OUT_OF_STOCK',
   PAYMENT_DECLINED: 'PAYMENT_DECLINED',
+  /** A cancellation the order's progress refuses: `extensions.reason` says why (ALREADY_DISPATCHED). */
+  CANCELLATION_REFUSED: 'CANCELLATION_REFUSED',
   INTERNAL_SERVER_ERROR: 'INTERNAL_SERVER_ERROR',
   /** The request itself is malformed (not its input values): wrong transport, operation kind, shape. */
   BAD_REQUEST: 'BAD_REQUEST',
@@ -56,6 +58,7 @@ export const clientErrorCodes: ReadonlySet<string> = new Set([
   ErrorCode.CONFLICT,
   ErrorCode.OUT_OF_STOCK,
   ErrorCode.PAYMENT_DECLINED,
+  ErrorCode.CANCELLATION_REFUSED,
   ErrorCode.SUBGRAPH_UNAVAILABLE,
   // Its message names no subgraph ("A service this request depends on did not answer in time").
   ErrorCode.SUBGRAPH_TIMEOUT,

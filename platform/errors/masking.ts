@@ -92,7 +92,7 @@ export function formatErrorForClient(formatted: GraphQLFormattedError, error: un
   if (hideSchemaDetails) delete extensions.serviceName;
   const original = originalErrorOf(error);
   if (original instanceof DomainError) {
-    return { ...formatted, message: original.message, extensions: { code: original.code, ...(original.field ? { field: original.field } : {}) } };
+    return { ...formatted, message: original.message, extensions: { code: original.code, ...(original.field ? { field: original.field } : {}), ...(original.reason ? { reason: original.reason } : {}) } };
   }
   const retryAfter = retryAfterOf(original);
   if (retryAfter !== undefined) return retryableForClient(formatted, `The service is too busy to do this now and did nothing: try again in ${retryAfter} s`, retryAfter);

@@ -5,7 +5,7 @@
  * a fresh deployment the publisher may well start before the consumer.
  */
 import type { EventBus, SubscribeOptions } from './bus.ts';
-import { paymentsSagaCommands, sagaReplyTypes, shippingSagaCommands } from './contracts/order-saga.ts';
+import { inventorySagaCommands, paymentsSagaCommands, sagaReplyTypes, shippingSagaCommands } from './contracts/order-saga.ts';
 
 export interface ConsumerDeclaration {
   /** Durable consumer name on the bus: the consuming context's name. */
@@ -14,7 +14,7 @@ export interface ConsumerDeclaration {
 }
 
 /** The catalog's new products, and the order saga's stock commands (contracts/order-saga.ts `inventorySagaCommands`). */
-export const inventoryConsumer: ConsumerDeclaration = { name: 'inventory', options: { types: ['ProductCreated', 'ReserveStock', 'ReleaseStock', 'CommitStock'] } };
+export const inventoryConsumer: ConsumerDeclaration = { name: 'inventory', options: { types: ['ProductCreated', ...inventorySagaCommands] } };
 
 /**
  * The order saga's payment commands. Four at a time: a provider may take seconds to answer

@@ -17,7 +17,7 @@
  * - stuck: no order is still PENDING after the quiesce.
  * Orders cancelled as TIMEOUT are counted apart: the platform's own outage must cancel none.
  */
-import { evolve, type Order, type OrderEvent, type OrderState } from '../../subgraphs/orders/domain/order.ts';
+import { evolve, type Order, type OrderEvent, type OrderState, type OrderStatus } from '../../subgraphs/orders/domain/order.ts';
 import { statusAfter } from '../../subgraphs/orders/projections/order-summary.ts';
 
 export interface StoredOrderEvent {
@@ -82,9 +82,13 @@ export function foldStream(events: readonly StoredOrderEvent[]): { order: Order 
   return { order: state };
 }
 
-export function statusesOf(events: readonly StoredOrderEvent[]): string[] {
-  return [...events].sort((a, b) => a.version - b.version).map((event) => statusAfter[event.type]);
+/** The status after each event, in version order (events that change the payment or shipment keep the status). */
+export function statusesOf(events: readonly StoredOrderEvent[]): OrderStatus[] {
+  let status: OrderStatus | null = null;
+  return [...events].sort((a, b) => a.version - b.version).map((event) => (status = statusAfter(event, status)));
 }
+
+const countsOf = (values: readonly string[]) => values.reduce((counts, value) => counts.set(value, (counts.get(value) ?? 0) + 1), new Map<string, number>());
 
 const linesKey = (lines: readonly { productId: string; quantity: number }[]) =>
   lines
@@ -130,6 +134,8 @@ function checkProjection(order: Order, facts: OrderFacts, add: Add): void {
   if (facts.timeline.join('→') !== timeline) add('projections', order.id, `timeline ${facts.timeline.join('→') || '(none)'} ≠ ${timeline}`);
 }
 
+const returnStatuses: ReadonlySet<string> = new Set(['RETURN_REQUESTED', 'RETURN_RECEIVED', 'REFUNDED', 'REFUND_FAILED']);
+
 function checkStock(order: Order, facts: OrderFacts, add: Add): void {
   const held = facts.reservations.filter((line) => line.status === 'RESERVED' || line.status === 'COMMITTED');
   const describe = () => facts.reservations.map((r) => `${r.productId.slice(0, 8)}×${r.quantity} ${r.status}`).join(', ') || 'none';
@@ -137,7 +143,8 @@ function checkStock(order: Order, facts: OrderFacts, add: Add): void {
     if (held.length > 0) add('stock', order.id, `${order.status} order still holds stock: ${describe()}`);
     return;
   }
-  if (order.status === 'PENDING') return;
+  // In flight (a cancellation waits for shipping), or returned: their lines move on by themselves.
+  if (order.status === 'PENDING' || order.status === 'CANCELLING' || returnStatuses.has(order.status)) return;
   const wanted = order.status === 'CONFIRMED' ? 'RESERVED' : 'COMMITTED';
   if (facts.reservations.some((line) => line.status !== wanted) || linesKey(facts.reservations) !== linesKey(order.lines)) {
     add('stock', order.id, `${order.status} order's lines should be ${wanted} as ordered (${linesKey(order.lines)}), are: ${describe()}`);
@@ -150,7 +157,7 @@ function checkPayment(order: Order, facts: OrderFacts, add: Add): void {
     if (status === 'AUTHORIZED' || status === 'CAPTURED') add('payments', order.id, `${order.status} order's payment is ${status}`);
     return;
   }
-  if (order.status === 'PENDING') return;
+  if (order.status === 'PENDING' || order.status === 'CANCELLING' || returnStatuses.has(order.status)) return;
   const wanted = order.status === 'CONFIRMED' ? 'AUTHORIZED' : 'CAPTURED';
   if (status !== wanted) add('payments', order.id, `${order.status} order's payment is ${status ?? 'missing'}, expected ${wanted}`);
   else if (facts.payment!.amount !== order.total) add('payments', order.id, `payment of ${facts.payment!.amount} for an order of ${order.total}`);
@@ -163,16 +170,22 @@ function checkShipment(order: Order, facts: OrderFacts, add: Add): void {
     return;
   }
   if (order.status === 'PENDING') return;
-  const allowed: Record<string, string[]> = { CONFIRMED: ['CREATED'], SHIPPED: ['DISPATCHED', 'IN_TRANSIT'], DELIVERED: ['DELIVERED'] };
+  const allowed: Record<string, string[]> = {
+    CONFIRMED: ['CREATED'],
+    CANCELLING: ['CREATED', 'CANCELLED', 'DISPATCHED'],
+    SHIPPED: ['DISPATCHED', 'IN_TRANSIT'],
+    DELIVERED: ['DELIVERED'],
+    ...Object.fromEntries([...returnStatuses].map((status) => [status, ['DELIVERED']])),
+  };
   if (!status || !allowed[order.status]!.includes(status)) add('shipments', order.id, `${order.status} order's shipment is ${status ?? 'missing'}`);
   else if (linesKey(facts.shipment!.lines) !== linesKey(order.lines)) add('shipments', order.id, `shipment lines ${linesKey(facts.shipment!.lines)} ≠ order lines ${linesKey(order.lines)}`);
 }
 
-/** Each product's `reserved` counter is the sum of its RESERVED lines, whichever orders they are of. */
+/** Each product's `reserved` counter is the sum of its RESERVED lines and its held returns (RETURNED), whichever orders they are of. */
 function checkStockCounters(facts: PlatformFacts, add: Add): void {
   const sums = new Map<string, number>();
   for (const line of facts.allReservations) {
-    if (line.status === 'RESERVED') sums.set(line.productId.toLowerCase(), (sums.get(line.productId.toLowerCase()) ?? 0) + line.quantity);
+    if (line.status === 'RESERVED' || line.status === 'RETURNED') sums.set(line.productId.toLowerCase(), (sums.get(line.productId.toLowerCase()) ?? 0) + line.quantity);
   }
   const products = new Set([...sums.keys(), ...[...facts.reservedByProduct.keys()].map((id) => id.toLowerCase())]);
   const counters = new Map([...facts.reservedByProduct].map(([id, reserved]) => [id.toLowerCase(), reserved]));
@@ -225,16 +238,19 @@ export function checkSubscriptions(orders: readonly OrderFacts[], customerOf: Re
       const events = [...order.events].sort((a, b) => a.version - b.version);
       if (events[0]!.occurredAt < subscriber.subscribedAt + marginMs) continue;
       const statuses = heard.get(order.orderId) ?? [];
-      report.duplicates += statuses.length - new Set(statuses).size;
-      for (const event of events) {
+      const along = statusesOf(events);
+      // A status is heard once per event that left the order in it (a payment or shipment change keeps it): more is a duplicate.
+      const expectedCounts = countsOf(along);
+      for (const [status, count] of countsOf(statuses)) report.duplicates += Math.max(0, count - (expectedCounts.get(status) ?? 0));
+      for (const [index, event] of events.entries()) {
         report.expected += 1;
-        const status = statusAfter[event.type];
+        const status = along[index]!;
         if (statuses.includes(status)) continue;
         const gap = away(event.occurredAt);
         if (gap) report.missedWhileAway.set(gap.cause, (report.missedWhileAway.get(gap.cause) ?? 0) + 1);
         else report.missedWhileSubscribed.push({ subscriber: subscriber.name, orderId: order.orderId, status, at: event.occurredAt });
       }
-      const final = statusAfter[events.at(-1)!.type];
+      const final = along.at(-1)!;
       if (statuses.includes(final) && statuses.at(-1) !== final) {
         report.staleLast.push({ subscriber: subscriber.name, orderId: order.orderId, heard: statuses.at(-1)!, final });
       }

@@ -4,6 +4,7 @@ import { toGlobalId } from '../../platform/graphql/global-ids.ts';
 import { requireSignedIn } from '../../platform/identity/identity.ts';
 import type { OrdersContext } from './context.ts';
 import { viewOfOrder, type OrderView } from './infrastructure/order-read-model.ts';
+import { timelineOf } from './projections/order-summary.ts';
 import { myOrderUpdates, orderStatusChanges } from './subscriptions/order-updates.ts';
 import type { PlaceOrderInput } from './use-cases/place-order.ts';
 import { checkOrderId, findOrder, listCustomerOrders, readableOrder } from './use-cases/read-orders.ts';
@@ -16,6 +17,8 @@ export const resolvers: GraphQLResolverMap<OrdersContext> = {
     placeOrder: async (_root, { input }: { input: PlaceOrderInput }, ctx) =>
       viewOfOrder(await ctx.orders.placeOrder(requireSignedIn(ctx.identity), input, ctx.causation)),
     cancelOrder: async (_root, { id }: { id: string }, ctx) => viewOfOrder(await ctx.orders.cancelOrder(ctx.identity, checkOrderId(id), ctx.causation)),
+    requestReturn: async (_root, { id }: { id: string }, ctx) => viewOfOrder(await ctx.orders.requestReturn(ctx.identity, checkOrderId(id), ctx.causation)),
+    receiveReturn: async (_root, { id }: { id: string }, ctx) => viewOfOrder(await ctx.orders.receiveReturn(ctx.identity, checkOrderId(id), ctx.causation)),
   },
   Subscription: {
     orderStatusChanged: {
@@ -34,7 +37,9 @@ export const resolvers: GraphQLResolverMap<OrdersContext> = {
     items: (order: OrderView) => order.items.map((line) => ({ product: { id: line.productId }, quantity: line.quantity, unitPrice: line.unitPrice })),
     rejectedLines: (order: OrderView) => order.rejectedLines.map((line) => ({ product: { id: line.productId }, requested: line.requested, available: line.available })),
     timeline: async (order: OrderView, _args, ctx) =>
-      order.timelineAsOf ?? (order.timelineSource === 'stream' ? (await ctx.streamLoader.load(order.orderId)).timeline : ctx.timelineLoader.load(order.orderId)),
+      timelineOf(order.timelineAsOf ?? (order.timelineSource === 'stream' ? (await ctx.streamLoader.load(order.orderId)).timeline : await ctx.timelineLoader.load(order.orderId))),
+    cancellation: (order: OrderView) =>
+      order.cancellation && { requestedAt: order.cancellation.requestedAt, outcome: order.cancellation.outcome, refusalReason: order.cancellation.refusal, resolvedAt: order.cancellation.resolvedAt },
     customer: (order: OrderView) => ({ id: order.customerId }),
   },
   Customer: {

@@ -22,6 +22,7 @@ import { resolvers } from './resolvers.ts';
 import { OrderProjectionFeed } from './subscriptions/projection-feed.ts';
 import { cancelDirectly, type RequestCancellation } from './use-cases/cancel-order.ts';
 import { ordersUseCases } from './use-cases/index.ts';
+import { defaultReturnWindowDays, receiveDirectly, type ReceiveReturn } from './use-cases/returns.ts';
 import type { PlaceOrderHook } from './use-cases/place-order.ts';
 
 /** What the orders context is built on, for the saga to use. */
@@ -39,6 +40,8 @@ export interface SagaWiring {
   placeOrderHook?: PlaceOrderHook;
   /** Replaces cancelling at once (the default) when a customer cancels. */
   requestCancellation?: RequestCancellation;
+  /** Replaces recording the arrival alone (the default) when an admin receives a returned parcel. */
+  receiveReturn?: ReceiveReturn;
   /** Handlers of more event types for the durable `orders` consumer (the saga's replies). */
   eventHandlers?: Record<string, EventHandler>;
   /** Called first when the subgraph stops (e.g. to stop a deadline timer). */
@@ -57,6 +60,8 @@ export interface OrdersSubgraphOptions extends ContextSubgraphOptions, Omit<Saga
   projector?: false | Partial<Omit<OrderProjectorOptions, 'databaseUrl'>>;
   /** @default () => new Date() */
   clock?: () => Date;
+  /** How long after delivery a customer may ask to return an order (ORDER_RETURN_WINDOW_DAYS). @default 30 days */
+  returnWindowMs?: number;
 }
 
 export interface RunningOrdersSubgraph extends RunningContextSubgraph {
@@ -122,6 +127,8 @@ function requestContext(
     prices: new PriceList(db),
     clock,
     requestCancellation: options.requestCancellation ?? saga.requestCancellation ?? cancelDirectly(store, clock),
+    receiveReturn: options.receiveReturn ?? saga.receiveReturn ?? receiveDirectly(store, clock),
+    returnWindowMs: options.returnWindowMs ?? defaultReturnWindowDays * 86_400_000,
     ...(onPlaced ? { onPlaced } : {}),
   });
   const readModel = new OrderReadModel(db, store);

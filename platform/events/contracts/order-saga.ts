@@ -34,6 +34,21 @@ export interface StockReleased { orderId: string; lines: OrderLineQuantity[] }
 /** Reserved units leave the warehouse (at dispatch): reserved decreases, available unchanged. */
 export interface CommitStock { orderId: string }
 export interface StockCommitted { orderId: string; lines: OrderLineQuantity[] }
+/**
+ * A returned parcel reached the warehouse: the order's committed units come back into stock but
+ * are HELD (reserved, not for sale) until the return is settled. No-op when nothing was committed.
+ */
+export interface ReceiveReturnedStock { orderId: string }
+export interface ReturnedStockReceived { orderId: string; lines: OrderLineQuantity[] }
+/** The return's refund went through: the held units go on sale again (reserved → available). */
+export interface RestockReturn { orderId: string }
+export interface StockRestocked { orderId: string; lines: OrderLineQuantity[] }
+/**
+ * Compensation when the refund failed: the held units are written off (reserved decreases,
+ * available unchanged), kept aside for an operator to settle with the customer.
+ */
+export interface WriteOffReturn { orderId: string }
+export interface ReturnWrittenOff { orderId: string; lines: OrderLineQuantity[] }
 
 // ── payments ───────────────────────────────────────────────────────────────────────────────
 export interface AuthorizePayment {
@@ -52,8 +67,11 @@ export interface PaymentCaptured { orderId: string; paymentId: string; amount: n
 /** Cancel an authorization that was not captured. No-op when there is none. */
 export interface VoidPayment { orderId: string }
 export interface PaymentVoided { orderId: string; paymentId: string }
+/** Give a captured payment back (a return). Idempotent at the provider by the payment's key. */
 export interface RefundPayment { orderId: string }
 export interface PaymentRefunded { orderId: string; paymentId: string; amount: number }
+/** The provider declined the refund (e.g. the card was closed): the payment stays captured. */
+export interface PaymentRefundFailed { orderId: string; paymentId: string; reason: string }
 
 // ── shipping ───────────────────────────────────────────────────────────────────────────────
 export interface ShippingAddress {
@@ -75,20 +93,21 @@ export interface ShipmentInTransit { orderId: string; shipmentId: string }
 export interface ShipmentDelivered { orderId: string; shipmentId: string }
 
 export const sagaCommandTypes = [
-  'ReserveStock', 'ReleaseStock', 'CommitStock',
+  'ReserveStock', 'ReleaseStock', 'CommitStock', 'ReceiveReturnedStock', 'RestockReturn', 'WriteOffReturn',
   'AuthorizePayment', 'CapturePayment', 'VoidPayment', 'RefundPayment',
   'CreateShipment', 'CancelShipment',
 ] as const;
 export type SagaCommandType = (typeof sagaCommandTypes)[number];
 
 /** What each downstream context consumes. */
-export const inventorySagaCommands = ['ReserveStock', 'ReleaseStock', 'CommitStock'] as const;
+export const inventorySagaCommands = ['ReserveStock', 'ReleaseStock', 'CommitStock', 'ReceiveReturnedStock', 'RestockReturn', 'WriteOffReturn'] as const;
 export const paymentsSagaCommands = ['AuthorizePayment', 'CapturePayment', 'VoidPayment', 'RefundPayment'] as const;
 export const shippingSagaCommands = ['CreateShipment', 'CancelShipment'] as const;
 
 /** Replies the orders context consumes. */
 export const sagaReplyTypes = [
   'StockReserved', 'StockReservationRejected', 'StockReleased', 'StockCommitted',
-  'PaymentAuthorized', 'PaymentDeclined', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded',
+  'ReturnedStockReceived', 'StockRestocked', 'ReturnWrittenOff',
+  'PaymentAuthorized', 'PaymentDeclined', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded', 'PaymentRefundFailed',
   'ShipmentCreated', 'ShipmentCancelled', 'ShipmentDispatched', 'ShipmentInTransit', 'ShipmentDelivered',
 ] as const;

@@ -4,17 +4,19 @@
  * the inbox. Ordering is monotonic per aggregate: a product's other events and an order's other
  * commands (payments, shipping) are not ours, so version gaps are normal; a command older than
  * one already applied to the order is stale and skipped — a ReserveStock that arrives after the
- * order's ReleaseStock reserves nothing.
+ * order's ReleaseStock reserves nothing, a ReceiveReturnedStock after its RestockReturn holds
+ * nothing.
  */
 import type { EventEnvelope } from '../../../platform/events/envelope.ts';
 import { inventoryConsumer } from '../../../platform/events/consumers.ts';
+import { inventorySagaCommands } from '../../../platform/events/contracts/order-saga.ts';
 import { handleOnce } from '../../../platform/events/inbox.ts';
 import type { ContextConsumer } from '../../../platform/subgraph/context-subgraph.ts';
 import type { InventoryDatabase, InventoryTransaction } from '../infrastructure/database.ts';
 import { createStockItem } from './catalog-products.ts';
 import { stockCommandEffect, type StockCommandType } from './order-saga-commands.ts';
 
-const stockCommands: ReadonlySet<string> = new Set<StockCommandType>(['ReserveStock', 'ReleaseStock', 'CommitStock']);
+const stockCommands: ReadonlySet<string> = new Set<StockCommandType>(inventorySagaCommands);
 
 /** What handling `event` does inside the inbox's transaction; undefined for a type not ours. */
 function effectOf(event: EventEnvelope): ((tx: InventoryTransaction) => Promise<void>) | undefined {

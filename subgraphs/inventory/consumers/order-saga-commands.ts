@@ -1,14 +1,24 @@
 /**
- * The order saga's commands to inventory: ReserveStock, ReleaseStock, CommitStock. Each is
- * applied in the inbox's transaction, so the command's inbox row, the stock change and the
- * reply in the outbox commit together; the reply goes back to the orders context on the bus.
+ * The order saga's commands to inventory (contracts/order-saga.ts `inventorySagaCommands`):
+ * ReserveStock, ReleaseStock, CommitStock, and for a return ReceiveReturnedStock, then
+ * RestockReturn or WriteOffReturn. Each is applied in the inbox's transaction, so the command's
+ * inbox row, the stock change and the reply in the outbox commit together; the reply goes back
+ * to the orders context on the bus.
  */
+import type { inventorySagaCommands } from '../../../platform/events/contracts/order-saga.ts';
 import { causedBy, type EventEnvelope } from '../../../platform/events/envelope.ts';
 import type { InventoryTransaction } from '../infrastructure/database.ts';
-import { commitStock, releaseStock, reserveStock } from '../infrastructure/stock-reservations.ts';
-import { commitStockCommand, releaseStockCommand, reserveStockCommand } from '../domain/stock-reservation.ts';
+import { commitStock, receiveReturnedStock, releaseStock, reserveStock, restockReturn, writeOffReturn } from '../infrastructure/stock-reservations.ts';
+import {
+  commitStockCommand,
+  receiveReturnedStockCommand,
+  releaseStockCommand,
+  reserveStockCommand,
+  restockReturnCommand,
+  writeOffReturnCommand,
+} from '../domain/stock-reservation.ts';
 
-export type StockCommandType = 'ReserveStock' | 'ReleaseStock' | 'CommitStock';
+export type StockCommandType = (typeof inventorySagaCommands)[number];
 
 /**
  * The effect of a saga command, checked before any transaction opens: a malformed command
@@ -28,6 +38,18 @@ export function stockCommandEffect(event: EventEnvelope & { type: StockCommandTy
     case 'CommitStock': {
       const command = commitStockCommand(event);
       return async (tx) => void (await commitStock(tx, command, causation));
+    }
+    case 'ReceiveReturnedStock': {
+      const command = receiveReturnedStockCommand(event);
+      return async (tx) => void (await receiveReturnedStock(tx, command, causation));
+    }
+    case 'RestockReturn': {
+      const command = restockReturnCommand(event);
+      return async (tx) => void (await restockReturn(tx, command, causation));
+    }
+    case 'WriteOffReturn': {
+      const command = writeOffReturnCommand(event);
+      return async (tx) => void (await writeOffReturn(tx, command, causation));
     }
   }
 }

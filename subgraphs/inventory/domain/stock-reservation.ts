@@ -4,14 +4,54 @@
  *
  * An order's reservation is all lines or none. Each reservation line is RESERVED, then either
  * RELEASED (its units go back to available) or COMMITTED (its units left the warehouse at
- * dispatch); it never goes back.
+ * dispatch). When the order's parcel comes back, its COMMITTED lines become RETURNED (the units
+ * are in the warehouse again but held, not for sale, until the return is settled), then either
+ * RESTOCKED (on sale again) or WRITTEN_OFF (the refund failed: kept aside for an operator). A
+ * line never goes back (`lineTransitions`).
  */
-import type { CommitStock, OrderLineQuantity, ReleaseStock, ReserveStock, StockReservationRejected } from '../../../platform/events/contracts/order-saga.ts';
+import type {
+  CommitStock,
+  OrderLineQuantity,
+  ReceiveReturnedStock,
+  ReleaseStock,
+  ReserveStock,
+  RestockReturn,
+  StockReservationRejected,
+  WriteOffReturn,
+} from '../../../platform/events/contracts/order-saga.ts';
 import type { EventEnvelope } from '../../../platform/events/envelope.ts';
 import { isUuid } from '../../../platform/ids.ts';
 import { maxStockLevel } from './stock.ts';
 
-export type ReservationStatus = 'RESERVED' | 'RELEASED' | 'COMMITTED';
+export type ReservationStatus = 'RESERVED' | 'RELEASED' | 'COMMITTED' | 'RETURNED' | 'RESTOCKED' | 'WRITTEN_OFF';
+
+/**
+ * A move of an order's lines from one status to the next, and what it does to their products'
+ * stock, per unit of the line: `available` is what can be ordered, `reserved` what is on the
+ * shelf but not for sale. Units that are COMMITTED (left the warehouse) or WRITTEN_OFF are in
+ * neither, so for every product available + reserved + committed + written off only changes
+ * by admin adjustments.
+ */
+export interface LineTransition {
+  from: ReservationStatus;
+  to: ReservationStatus;
+  available: -1 | 0 | 1;
+  reserved: -1 | 0 | 1;
+}
+
+/** Every move a reservation line can make; there are no others. */
+export const lineTransitions = {
+  /** ReleaseStock: reserved units go back on sale. */
+  release: { from: 'RESERVED', to: 'RELEASED', available: 1, reserved: -1 },
+  /** CommitStock, at dispatch: reserved units leave the warehouse. */
+  commit: { from: 'RESERVED', to: 'COMMITTED', available: 0, reserved: -1 },
+  /** ReceiveReturnedStock: the parcel is back; its units are held, not for sale. */
+  receiveReturn: { from: 'COMMITTED', to: 'RETURNED', available: 0, reserved: 1 },
+  /** RestockReturn, once the refund went through: held units go on sale. */
+  restock: { from: 'RETURNED', to: 'RESTOCKED', available: 1, reserved: -1 },
+  /** WriteOffReturn, when the refund failed: held units leave the stock. */
+  writeOff: { from: 'RETURNED', to: 'WRITTEN_OFF', available: 0, reserved: -1 },
+} as const satisfies Record<string, LineTransition>;
 
 export type UnavailableLine = StockReservationRejected['lines'][number];
 
@@ -73,6 +113,18 @@ export function releaseStockCommand(event: EventEnvelope): ReleaseStock {
 }
 
 export function commitStockCommand(event: EventEnvelope): CommitStock {
+  return { orderId: orderIdOf(event) };
+}
+
+export function receiveReturnedStockCommand(event: EventEnvelope): ReceiveReturnedStock {
+  return { orderId: orderIdOf(event) };
+}
+
+export function restockReturnCommand(event: EventEnvelope): RestockReturn {
+  return { orderId: orderIdOf(event) };
+}
+
+export function writeOffReturnCommand(event: EventEnvelope): WriteOffReturn {
   return { orderId: orderIdOf(event) };
 }
 

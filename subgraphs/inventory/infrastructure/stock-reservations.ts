@@ -1,9 +1,10 @@
 /**
  * Stock reserved for orders, in the inventory database: `stock_reservations` (one row per order
- * and product) and `stock_reservation_orders` (per order: the outcome of its ReserveStock and
- * the version of its last reply). Each function runs inside the caller's transaction — the
- * inbox's, so that the command's inbox row, the stock change and the reply in the outbox commit
- * together or not at all — appends its reply to the outbox and returns it.
+ * and product), `stock_reservation_orders` (per order: the outcome of its ReserveStock and the
+ * version of its last reply) and `stock_return_replies` (per order: the reply to each of its
+ * return commands). Each function runs inside the caller's transaction — the inbox's, so that
+ * the command's inbox row, the stock change and the reply in the outbox commit together or not
+ * at all — appends its reply to the outbox and returns it.
  *
  * Locks, always in this order, so that concurrent orders cannot deadlock:
  *   1. the order's `stock_reservation_orders` row (one command of an order at a time, whoever
@@ -11,11 +12,26 @@
  *   2. the `stock_items` rows of its products, in product-id order (`lockStockItems`).
  * Admin adjustments lock a single stock item, which fits that order.
  */
-import type { CommitStock, OrderLineQuantity, ReleaseStock, ReserveStock, StockCommitted, StockReleased, StockReservationRejected, StockReserved } from '../../../platform/events/contracts/order-saga.ts';
+import type {
+  CommitStock,
+  OrderLineQuantity,
+  ReceiveReturnedStock,
+  ReleaseStock,
+  ReserveStock,
+  RestockReturn,
+  ReturnedStockReceived,
+  ReturnWrittenOff,
+  StockCommitted,
+  StockReleased,
+  StockReservationRejected,
+  StockReserved,
+  StockRestocked,
+  WriteOffReturn,
+} from '../../../platform/events/contracts/order-saga.ts';
 import type { Causation, EventEnvelope } from '../../../platform/events/envelope.ts';
 import { appendToOutbox, type OutboxTransaction } from '../../../platform/events/outbox.ts';
-import { reservationReply, type ReservationReplies, type ReservationReplyType } from '../domain/reservation-replies.ts';
-import { decideReservation, mergeLines, stockableProductIds, type ReservationDecision, type ReservationStatus } from '../domain/stock-reservation.ts';
+import { reservationReply, type ReservationReplies, type ReservationReplyType, type ReturnReplyType } from '../domain/reservation-replies.ts';
+import { decideReservation, lineTransitions, mergeLines, stockableProductIds, type LineTransition, type ReservationDecision } from '../domain/stock-reservation.ts';
 
 /** What these functions need of a Prisma interactive transaction (the inbox's `tx` fits). */
 export interface ReservationTransaction extends OutboxTransaction {
@@ -65,7 +81,8 @@ export async function reserveStock(tx: ReservationTransaction, command: ReserveS
  * reply lists no lines, so that the saga can move on.
  */
 export async function releaseStock(tx: ReservationTransaction, command: ReleaseStock, causation: Causation): Promise<EventEnvelope<StockReleased>> {
-  const lines = await settleReservedLines(tx, command.orderId, 'RELEASED');
+  await lockOrderReservation(tx, command.orderId);
+  const lines = await moveLines(tx, command.orderId, lineTransitions.release);
   return reply(tx, 'StockReleased', { orderId: command.orderId, lines }, await nextReplyVersion(tx, command.orderId), causation);
 }
 
@@ -75,29 +92,86 @@ export async function releaseStock(tx: ReservationTransaction, command: ReleaseS
  * changes and the reply lists no lines.
  */
 export async function commitStock(tx: ReservationTransaction, command: CommitStock, causation: Causation): Promise<EventEnvelope<StockCommitted>> {
-  const lines = await settleReservedLines(tx, command.orderId, 'COMMITTED');
+  await lockOrderReservation(tx, command.orderId);
+  const lines = await moveLines(tx, command.orderId, lineTransitions.commit);
   return reply(tx, 'StockCommitted', { orderId: command.orderId, lines }, await nextReplyVersion(tx, command.orderId), causation);
 }
 
 /**
- * Settles the order's RESERVED lines, under the order's lock and the rows' locks: RELEASED puts
- * the units back on the shelf (available up, reserved down), COMMITTED lets them leave the
- * warehouse (reserved down only). Without reserved lines nothing changes. Returns the lines.
+ * ReceiveReturnedStock: the order's parcel is back in the warehouse. Its COMMITTED units come
+ * back into stock but held — `reserved` goes up, `available` stays — and its lines become
+ * RETURNED. Without committed lines (never dispatched, or already received) nothing changes and
+ * the reply lists no lines, as a ReleaseStock of nothing does, so that the saga can move on.
  */
-async function settleReservedLines(tx: ReservationTransaction, orderId: string, status: 'RELEASED' | 'COMMITTED'): Promise<OrderLineQuantity[]> {
+export async function receiveReturnedStock(tx: ReservationTransaction, command: ReceiveReturnedStock, causation: Causation): Promise<EventEnvelope<ReturnedStockReceived>> {
+  return settleReturn(tx, command.orderId, 'ReturnedStockReceived', lineTransitions.receiveReturn, causation);
+}
+
+/**
+ * RestockReturn (the return's refund went through): the order's RETURNED units go on sale —
+ * `reserved` down, `available` up — and its lines become RESTOCKED. Without returned lines
+ * nothing changes and the reply lists no lines.
+ */
+export async function restockReturn(tx: ReservationTransaction, command: RestockReturn, causation: Causation): Promise<EventEnvelope<StockRestocked>> {
+  return settleReturn(tx, command.orderId, 'StockRestocked', lineTransitions.restock, causation);
+}
+
+/**
+ * WriteOffReturn (the refund failed): the order's RETURNED units are written off — `reserved`
+ * down, `available` unchanged — and its lines become WRITTEN_OFF. Without returned lines nothing
+ * changes and the reply lists no lines.
+ */
+export async function writeOffReturn(tx: ReservationTransaction, command: WriteOffReturn, causation: Causation): Promise<EventEnvelope<ReturnWrittenOff>> {
+  return settleReturn(tx, command.orderId, 'ReturnWrittenOff', lineTransitions.writeOff, causation);
+}
+
+/**
+ * A return command, once per order: the first moves the lines and keeps its reply; the same
+ * command again (sent under an id of its own, so neither the bus nor the inbox can tell it is a
+ * repeat) is answered with that reply again, same lines and version, and moves nothing. A
+ * repeated reply takes no new version, so the orders context, which applies replies in strict
+ * order, sees it as stale rather than waiting for a version that was skipped.
+ */
+async function settleReturn<T extends ReturnReplyType>(
+  tx: ReservationTransaction,
+  orderId: string,
+  type: T,
+  transition: LineTransition,
+  causation: Causation,
+): Promise<EventEnvelope<ReservationReplies[T]>> {
   await lockOrderReservation(tx, orderId);
-  const lines = await reservedLines(tx, orderId);
+  const [sent] = await tx.$queryRaw<{ payload: ReservationReplies[T]; version: number }[]>`
+    SELECT payload, version FROM stock_return_replies WHERE order_id = ${orderId}::uuid AND type = ${type}`;
+  if (sent) return reply(tx, type, sent.payload, sent.version, causation);
+  const lines = await moveLines(tx, orderId, transition);
+  const payload = { orderId, lines } as ReservationReplies[T];
+  const version = await nextReplyVersion(tx, orderId);
+  await tx.$executeRaw`
+    INSERT INTO stock_return_replies (order_id, type, payload, version)
+    VALUES (${orderId}::uuid, ${type}, ${JSON.stringify(payload)}::jsonb, ${version})`;
+  return reply(tx, type, payload, version, causation);
+}
+
+/**
+ * Moves the order's lines in `transition.from` to `transition.to`, and their units as the
+ * transition says, under the order's lock (the caller's) and the stock items' locks. Without such
+ * lines nothing changes. Returns the lines moved, in product-id order.
+ */
+async function moveLines(tx: ReservationTransaction, orderId: string, transition: LineTransition): Promise<OrderLineQuantity[]> {
+  const lines = await linesIn(tx, orderId, transition.from);
   if (lines.length === 0) return lines;
   await lockStockItems(tx, lines.map((line) => line.productId));
   const { ids, quantities } = columns(lines);
-  const backOnShelf = status === 'RELEASED';
   await tx.$executeRaw`
     UPDATE stock_items AS s
-    SET available = s.available + CASE WHEN ${backOnShelf} THEN l.quantity ELSE 0 END,
-        reserved = s.reserved - l.quantity, version = s.version + 1, updated_at = now()
+    SET available = s.available + ${transition.available}::int * l.quantity,
+        reserved = s.reserved + ${transition.reserved}::int * l.quantity,
+        version = s.version + 1, updated_at = now()
     FROM unnest(${ids}::uuid[], ${quantities}::int[]) AS l(product_id, quantity)
     WHERE s.product_id = l.product_id`;
-  await settle(tx, orderId, status);
+  await tx.$executeRaw`
+    UPDATE stock_reservations SET status = ${transition.to}, updated_at = now()
+    WHERE order_id = ${orderId}::uuid AND status = ${transition.from}`;
   return lines;
 }
 
@@ -147,17 +221,11 @@ async function holdUnits(tx: ReservationTransaction, orderId: string, lines: rea
     FROM unnest(${ids}::uuid[], ${quantities}::int[]) AS l(product_id, quantity)`;
 }
 
-async function reservedLines(tx: ReservationTransaction, orderId: string): Promise<OrderLineQuantity[]> {
+async function linesIn(tx: ReservationTransaction, orderId: string, status: LineTransition['from']): Promise<OrderLineQuantity[]> {
   return tx.$queryRaw<OrderLineQuantity[]>`
     SELECT product_id::text AS "productId", quantity FROM stock_reservations
-    WHERE order_id = ${orderId}::uuid AND status = 'RESERVED'
+    WHERE order_id = ${orderId}::uuid AND status = ${status}
     ORDER BY product_id`;
-}
-
-async function settle(tx: ReservationTransaction, orderId: string, status: Exclude<ReservationStatus, 'RESERVED'>): Promise<void> {
-  await tx.$executeRaw`
-    UPDATE stock_reservations SET status = ${status}, updated_at = now()
-    WHERE order_id = ${orderId}::uuid AND status = 'RESERVED'`;
 }
 
 async function nextReplyVersion(tx: ReservationTransaction, orderId: string): Promise<number> {

@@ -8,9 +8,35 @@
 import { DomainError } from '../../../platform/errors/domain-error.ts';
 import type { ShippingAddress } from '../../../platform/events/contracts/order-saga.ts';
 
-export type OrderStatus = 'PENDING' | 'CONFIRMED' | 'REJECTED' | 'CANCELLED' | 'SHIPPED' | 'DELIVERED';
+export type OrderStatus =
+  | 'PENDING'
+  | 'CONFIRMED'
+  | 'REJECTED'
+  | 'CANCELLING'
+  | 'CANCELLED'
+  | 'SHIPPED'
+  | 'DELIVERED'
+  | 'RETURN_REQUESTED'
+  | 'RETURN_RECEIVED'
+  | 'REFUNDED'
+  | 'REFUND_FAILED';
 export type CancellationReason = 'PAYMENT_DECLINED' | 'TIMEOUT' | 'CUSTOMER_CANCELLED';
 export type RejectionReason = 'OUT_OF_STOCK';
+export type RefundFailureReason = 'REFUND_DECLINED';
+/** Why shipping could not stop the shipment of an order whose customer asked to cancel it. */
+export type CancellationRefusal = 'ALREADY_DISPATCHED';
+
+/** What other contexts said of the order's payment and shipment (their replies to the saga). */
+export type PaymentStatus = 'AUTHORIZED' | 'DECLINED' | 'CAPTURED' | 'VOIDED' | 'REFUNDED' | 'REFUND_FAILED';
+export type ShipmentStatus = 'CREATED' | 'CANCELLED' | 'DISPATCHED' | 'IN_TRANSIT' | 'DELIVERED';
+
+/** A customer's request to cancel: PENDING until shipping stopped the shipment (ACCEPTED) or could not (REFUSED). */
+export interface Cancellation {
+  requestedAt: string;
+  outcome: 'PENDING' | 'ACCEPTED' | 'REFUSED';
+  refusal: CancellationRefusal | null;
+  resolvedAt: string | null;
+}
 
 export interface PricedLine {
   productId: string;
@@ -32,7 +58,16 @@ export type OrderEvent =
   | { type: 'OrderRejected'; data: { reason: RejectionReason; lines: UnavailableLine[]; at: string } }
   | { type: 'OrderCancelled'; data: { reason: CancellationReason; at: string } }
   | { type: 'OrderShipped'; data: { at: string } }
-  | { type: 'OrderDelivered'; data: { at: string } };
+  | { type: 'OrderDelivered'; data: { at: string } }
+  | { type: 'CancellationRequested'; data: { at: string } }
+  | { type: 'CancellationRefused'; data: { reason: CancellationRefusal; at: string } }
+  | { type: 'ReturnRequested'; data: { at: string } }
+  | { type: 'ReturnReceived'; data: { at: string } }
+  | { type: 'OrderRefunded'; data: { amount: number; at: string } }
+  | { type: 'RefundFailed'; data: { reason: RefundFailureReason; at: string } }
+  /** Private: the order learnt a new state of its payment or shipment (they change what its view shows). */
+  | { type: 'PaymentUpdated'; data: { status: PaymentStatus; at: string } }
+  | { type: 'ShipmentUpdated'; data: { status: ShipmentStatus; at: string } };
 
 // ── state ──────────────────────────────────────────────────────────────────────────────────
 export interface Order {
@@ -44,9 +79,14 @@ export interface Order {
   total: number;
   shippingAddress: ShippingAddress;
   idempotencyKey: string;
-  reason: CancellationReason | RejectionReason | null;
+  reason: CancellationReason | RejectionReason | RefundFailureReason | null;
   rejectedLines: UnavailableLine[];
+  cancellation: Cancellation | null;
+  paymentStatus: PaymentStatus | null;
+  shipmentStatus: ShipmentStatus | null;
+  deliveredAt: string | null;
   placedAt: string;
+  /** When the status last changed. */
   updatedAt: string;
 }
 
@@ -56,20 +96,54 @@ export type OrderState = Order | null;
 export function evolve(state: OrderState, event: OrderEvent): OrderState {
   if (event.type === 'OrderPlaced') {
     const { orderId, at, ...placed } = event.data;
-    return { id: orderId, ...placed, status: 'PENDING', reason: null, rejectedLines: [], placedAt: at, updatedAt: at };
+    return {
+      id: orderId,
+      ...placed,
+      status: 'PENDING',
+      reason: null,
+      rejectedLines: [],
+      cancellation: null,
+      paymentStatus: null,
+      shipmentStatus: null,
+      deliveredAt: null,
+      placedAt: at,
+      updatedAt: at,
+    };
   }
   if (!state) throw new Error(`${event.type} before OrderPlaced`);
+  const at = event.data.at;
+  const moved = (status: OrderStatus): Order => ({ ...state, status, updatedAt: at });
   switch (event.type) {
+    // Transitions the saga makes on a payment or shipment reply also tell the order that state.
     case 'OrderConfirmed':
-      return { ...state, status: 'CONFIRMED', updatedAt: event.data.at };
+      return { ...moved('CONFIRMED'), shipmentStatus: 'CREATED' };
     case 'OrderRejected':
-      return { ...state, status: 'REJECTED', reason: event.data.reason, rejectedLines: event.data.lines, updatedAt: event.data.at };
-    case 'OrderCancelled':
-      return { ...state, status: 'CANCELLED', reason: event.data.reason, updatedAt: event.data.at };
+      return { ...moved('REJECTED'), reason: event.data.reason, rejectedLines: event.data.lines };
+    case 'OrderCancelled': {
+      const cancellation = state.cancellation && { ...state.cancellation, outcome: 'ACCEPTED' as const, resolvedAt: at };
+      return { ...moved('CANCELLED'), reason: event.data.reason, cancellation, ...(event.data.reason === 'PAYMENT_DECLINED' ? { paymentStatus: 'DECLINED' as const } : {}) };
+    }
     case 'OrderShipped':
-      return { ...state, status: 'SHIPPED', updatedAt: event.data.at };
+      return { ...moved('SHIPPED'), shipmentStatus: 'DISPATCHED' };
     case 'OrderDelivered':
-      return { ...state, status: 'DELIVERED', updatedAt: event.data.at };
+      return { ...moved('DELIVERED'), shipmentStatus: 'DELIVERED', deliveredAt: at };
+    case 'CancellationRequested':
+      return { ...moved('CANCELLING'), cancellation: { requestedAt: at, outcome: 'PENDING', refusal: null, resolvedAt: null } };
+    case 'CancellationRefused':
+      // The status stays CANCELLING until the event that follows it (OrderShipped) moves it on.
+      return { ...state, cancellation: state.cancellation && { ...state.cancellation, outcome: 'REFUSED', refusal: event.data.reason, resolvedAt: at } };
+    case 'ReturnRequested':
+      return moved('RETURN_REQUESTED');
+    case 'ReturnReceived':
+      return moved('RETURN_RECEIVED');
+    case 'OrderRefunded':
+      return { ...moved('REFUNDED'), paymentStatus: 'REFUNDED' };
+    case 'RefundFailed':
+      return { ...moved('REFUND_FAILED'), reason: event.data.reason, paymentStatus: 'REFUND_FAILED' };
+    case 'PaymentUpdated':
+      return { ...state, paymentStatus: event.data.status };
+    case 'ShipmentUpdated':
+      return { ...state, shipmentStatus: event.data.status };
   }
 }
 
@@ -82,7 +156,14 @@ export type OrderCommand =
   | { type: 'RejectOrder'; lines: UnavailableLine[]; at: string }
   | { type: 'CancelOrder'; reason: CancellationReason; at: string }
   | { type: 'MarkShipped'; at: string }
-  | { type: 'MarkDelivered'; at: string };
+  | { type: 'MarkDelivered'; at: string }
+  | { type: 'RequestCancellation'; at: string }
+  | { type: 'RequestReturn'; at: string; windowMs: number }
+  | { type: 'ReceiveReturn'; at: string }
+  | { type: 'MarkRefunded'; at: string }
+  | { type: 'MarkRefundFailed'; reason: RefundFailureReason; at: string }
+  | { type: 'RecordPayment'; status: PaymentStatus; at: string }
+  | { type: 'RecordShipment'; status: ShipmentStatus; at: string };
 
 export const maxLines = 50;
 export const maxQuantity = 99;
@@ -155,6 +236,12 @@ function requireStatus(order: Order, allowed: readonly OrderStatus[], action: st
   if (!allowed.includes(order.status)) throw conflict(`Cannot ${action} an order that is ${order.status.toLowerCase()}`);
 }
 
+/** The statuses a customer's cancellation is refused in because the parcel left (CANCELLATION_REFUSED). */
+const dispatched: readonly OrderStatus[] = ['SHIPPED', 'DELIVERED', 'RETURN_REQUESTED', 'RETURN_RECEIVED', 'REFUNDED', 'REFUND_FAILED'];
+
+export const alreadyDispatched = () =>
+  new DomainError('CANCELLATION_REFUSED', 'The order was dispatched already: it can no longer be cancelled (return it once delivered)', undefined, 'ALREADY_DISPATCHED');
+
 export function decide(command: OrderCommand, state: OrderState): OrderEvent[] {
   switch (command.type) {
     case 'PlaceOrder': {
@@ -173,17 +260,67 @@ export function decide(command: OrderCommand, state: OrderState): OrderEvent[] {
       requireStatus(requireOrder(state), ['PENDING'], 'reject');
       return [{ type: 'OrderRejected', data: { reason: 'OUT_OF_STOCK', lines: command.lines, at: command.at } }];
     }
+    case 'RequestCancellation': {
+      const order = requireOrder(state);
+      if (order.status === 'CANCELLING') return []; // asked again while it is being resolved
+      if (dispatched.includes(order.status)) throw alreadyDispatched();
+      requireStatus(order, ['PENDING', 'CONFIRMED'], 'cancel');
+      return [{ type: 'CancellationRequested', data: { at: command.at } }];
+    }
     case 'CancelOrder': {
-      requireStatus(requireOrder(state), ['PENDING', 'CONFIRMED'], 'cancel');
+      requireStatus(requireOrder(state), ['PENDING', 'CONFIRMED', 'CANCELLING'], 'cancel');
       return [{ type: 'OrderCancelled', data: { reason: command.reason, at: command.at } }];
     }
     case 'MarkShipped': {
-      requireStatus(requireOrder(state), ['CONFIRMED'], 'ship');
-      return [{ type: 'OrderShipped', data: { at: command.at } }];
+      const order = requireOrder(state);
+      requireStatus(order, ['CONFIRMED', 'CANCELLING'], 'ship');
+      const shipped: OrderEvent = { type: 'OrderShipped', data: { at: command.at } };
+      // Shipping dispatched the parcel before it heard of the cancellation: the request is refused.
+      return order.status === 'CANCELLING' ? [{ type: 'CancellationRefused', data: { reason: 'ALREADY_DISPATCHED', at: command.at } }, shipped] : [shipped];
     }
     case 'MarkDelivered': {
       requireStatus(requireOrder(state), ['SHIPPED'], 'deliver');
       return [{ type: 'OrderDelivered', data: { at: command.at } }];
     }
+    case 'RequestReturn': {
+      const order = requireOrder(state);
+      if (order.status === 'RETURN_REQUESTED') return [];
+      requireStatus(order, ['DELIVERED'], 'return');
+      if (Date.parse(command.at) - Date.parse(order.deliveredAt ?? order.updatedAt) > command.windowMs) {
+        throw new DomainError('CONFLICT', `An order can be returned within ${formatWindow(command.windowMs)} of its delivery`, undefined, 'RETURN_WINDOW_CLOSED');
+      }
+      return [{ type: 'ReturnRequested', data: { at: command.at } }];
+    }
+    case 'ReceiveReturn': {
+      const order = requireOrder(state);
+      if (order.status === 'RETURN_RECEIVED') return [];
+      requireStatus(order, ['RETURN_REQUESTED'], 'receive the return of');
+      return [{ type: 'ReturnReceived', data: { at: command.at } }];
+    }
+    case 'MarkRefunded': {
+      const order = requireOrder(state);
+      requireStatus(order, ['RETURN_RECEIVED'], 'refund');
+      return [{ type: 'OrderRefunded', data: { amount: order.total, at: command.at } }];
+    }
+    case 'MarkRefundFailed': {
+      requireStatus(requireOrder(state), ['RETURN_RECEIVED'], 'fail the refund of');
+      return [{ type: 'RefundFailed', data: { reason: command.reason, at: command.at } }];
+    }
+    case 'RecordPayment': {
+      const order = requireOrder(state);
+      return order.paymentStatus === command.status ? [] : [{ type: 'PaymentUpdated', data: { status: command.status, at: command.at } }];
+    }
+    case 'RecordShipment': {
+      const order = requireOrder(state);
+      return order.shipmentStatus === command.status ? [] : [{ type: 'ShipmentUpdated', data: { status: command.status, at: command.at } }];
+    }
   }
+}
+
+/** The return window in days (or hours, minutes, seconds when shorter), for messages. */
+function formatWindow(ms: number): string {
+  const units: [number, string][] = [[86_400_000, 'day'], [3_600_000, 'hour'], [60_000, 'minute'], [1_000, 'second']];
+  const [size, name] = units.find(([size]) => ms >= size && ms % size === 0) ?? [1, 'millisecond'];
+  const count = ms / size;
+  return `${count} ${name}${count === 1 ? '' : 's'}`;
 }

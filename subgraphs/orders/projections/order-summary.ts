@@ -4,13 +4,13 @@
  * The projector applies them to the database; the API applies them to a stream directly when
  * the projector has not caught up yet. One definition, so both always agree.
  */
-import type { CancellationReason, OrderEvent, OrderStatus, PricedLine, RejectionReason, UnavailableLine } from '../domain/order.ts';
+import type { Cancellation, CancellationReason, OrderEvent, OrderStatus, PricedLine, RefundFailureReason, RejectionReason, UnavailableLine } from '../domain/order.ts';
 
 export interface OrderSummary {
   orderId: string;
   customerId: string;
   status: OrderStatus;
-  reason: CancellationReason | RejectionReason | null;
+  reason: CancellationReason | RejectionReason | RefundFailureReason | null;
   total: number;
   currency: string;
   /** Units ordered: the sum of the lines' quantities. */
@@ -18,6 +18,8 @@ export interface OrderSummary {
   items: PricedLine[];
   /** The lines stock could not cover, as the OrderRejected event carries them; [] unless rejected. */
   rejectedLines: UnavailableLine[];
+  /** The customer's request to cancel and its outcome; null when none was made. */
+  cancellation: Cancellation | null;
   /** The stream version projected. */
   version: number;
   placedAt: string;
@@ -31,20 +33,40 @@ export interface TimelineEntry {
   at: string;
 }
 
-/** The status each event leaves an order in. */
-export const statusAfter: Record<OrderEvent['type'], OrderStatus> = {
+/**
+ * The status each event leaves an order in; null for the events that change something else of
+ * its view (its payment's or shipment's state, a refused cancellation) and leave the status.
+ */
+const statusOf: Record<OrderEvent['type'], OrderStatus | null> = {
   OrderPlaced: 'PENDING',
   OrderConfirmed: 'CONFIRMED',
   OrderRejected: 'REJECTED',
   OrderCancelled: 'CANCELLED',
   OrderShipped: 'SHIPPED',
   OrderDelivered: 'DELIVERED',
+  CancellationRequested: 'CANCELLING',
+  CancellationRefused: null,
+  ReturnRequested: 'RETURN_REQUESTED',
+  ReturnReceived: 'RETURN_RECEIVED',
+  OrderRefunded: 'REFUNDED',
+  RefundFailed: 'REFUND_FAILED',
+  PaymentUpdated: null,
+  ShipmentUpdated: null,
 };
 
-/** The summary after `event` (version `version`) and the timeline entry it adds. */
+/** The status after `event`, given the status before it. */
+export const statusAfter = (event: Pick<OrderEvent, 'type'>, before: OrderStatus | null): OrderStatus => statusOf[event.type] ?? before ?? 'PENDING';
+
+/** Whether `event` moves the order to a new status (a timeline entry a person reads as a step). */
+export const changesStatus = (event: Pick<OrderEvent, 'type'>): boolean => statusOf[event.type] !== null;
+
+/**
+ * The summary after `event` (version `version`) and the change it makes. Every event is a change
+ * of the order's view, so each has an entry (subscriptions send one state per entry); the
+ * entries of events that keep the status are left out of `Order.timeline` (timelineOf).
+ */
 export function projectEvent(summary: OrderSummary | null, event: OrderEvent, version: number, orderId: string): { summary: OrderSummary; entry: TimelineEntry } {
-  const status = statusAfter[event.type];
-  const entry = { position: version, status, at: event.data.at };
+  const status = statusAfter(event, summary?.status ?? null);
   if (event.type === 'OrderPlaced') {
     const { data } = event;
     return {
@@ -58,17 +80,38 @@ export function projectEvent(summary: OrderSummary | null, event: OrderEvent, ve
         itemCount: data.lines.reduce((sum, line) => sum + line.quantity, 0),
         items: data.lines,
         rejectedLines: [],
+        cancellation: null,
         version,
         placedAt: data.at,
         updatedAt: data.at,
       },
-      entry,
+      entry: { position: version, status, at: data.at },
     };
   }
   if (!summary) throw new Error(`${event.type} of order ${orderId} before its OrderPlaced`);
-  const reason = event.type === 'OrderRejected' || event.type === 'OrderCancelled' ? event.data.reason : summary.reason;
-  const rejectedLines = event.type === 'OrderRejected' ? event.data.lines : summary.rejectedLines;
-  return { summary: { ...summary, status, reason, rejectedLines, version, updatedAt: event.data.at }, entry };
+  const at = event.data.at;
+  // The status's time for entries that keep the status: the timeline tells when statuses changed.
+  const entry = { position: version, status, at: changesStatus(event) ? at : summary.updatedAt };
+  const next: OrderSummary = { ...summary, status, version, updatedAt: changesStatus(event) ? at : summary.updatedAt };
+  switch (event.type) {
+    case 'OrderRejected':
+      return { summary: { ...next, reason: event.data.reason, rejectedLines: event.data.lines }, entry };
+    case 'OrderCancelled':
+      return { summary: { ...next, reason: event.data.reason, cancellation: summary.cancellation && { ...summary.cancellation, outcome: 'ACCEPTED', resolvedAt: at } }, entry };
+    case 'RefundFailed':
+      return { summary: { ...next, reason: event.data.reason }, entry };
+    case 'CancellationRequested':
+      return { summary: { ...next, cancellation: { requestedAt: at, outcome: 'PENDING', refusal: null, resolvedAt: null } }, entry };
+    case 'CancellationRefused':
+      return { summary: { ...next, cancellation: summary.cancellation && { ...summary.cancellation, outcome: 'REFUSED', refusal: event.data.reason, resolvedAt: at } }, entry };
+    default:
+      return { summary: next, entry };
+  }
+}
+
+/** The timeline a person reads: one entry per status the order went through (changes that kept the status left out). */
+export function timelineOf(entries: readonly TimelineEntry[]): TimelineEntry[] {
+  return entries.filter((entry, index) => index === 0 || entries[index - 1]!.status !== entry.status);
 }
 
 /** Summary and timeline of a whole stream, in version order; null summary for an empty one. */

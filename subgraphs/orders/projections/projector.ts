@@ -352,6 +352,7 @@ interface SummaryRow {
   item_count: number;
   items: OrderSummary['items'];
   rejected_lines: OrderSummary['rejectedLines'];
+  cancellation: OrderSummary['cancellation'];
   version: number;
   placed_at: Date;
   updated_at: Date;
@@ -373,6 +374,7 @@ function summaryOf(row: SummaryRow): OrderSummary {
     itemCount: row.item_count,
     items: row.items,
     rejectedLines: row.rejected_lines,
+    cancellation: row.cancellation,
     version: row.version,
     placedAt: row.placed_at.toISOString(),
     updatedAt: row.updated_at.toISOString(),
@@ -381,13 +383,13 @@ function summaryOf(row: SummaryRow): OrderSummary {
 
 async function saveSummaries(client: pg.ClientBase, summaries: OrderSummary[]): Promise<void> {
   await client.query(
-    `INSERT INTO order_summaries (order_id, customer_id, status, reason, total, currency, item_count, items, rejected_lines, version, placed_at, updated_at)
-     SELECT r."orderId", r."customerId", r.status, r.reason, r.total, r.currency, r."itemCount", r.items, r."rejectedLines", r.version, r."placedAt", r."updatedAt"
+    `INSERT INTO order_summaries (order_id, customer_id, status, reason, total, currency, item_count, items, rejected_lines, cancellation, version, placed_at, updated_at)
+     SELECT r."orderId", r."customerId", r.status, r.reason, r.total, r.currency, r."itemCount", r.items, r."rejectedLines", r.cancellation, r.version, r."placedAt", r."updatedAt"
      FROM jsonb_to_recordset($1::jsonb) AS r("orderId" uuid, "customerId" uuid, status text, reason text, total int, currency text,
-                                             "itemCount" int, items jsonb, "rejectedLines" jsonb, version int, "placedAt" timestamptz, "updatedAt" timestamptz)
+                                             "itemCount" int, items jsonb, "rejectedLines" jsonb, cancellation jsonb, version int, "placedAt" timestamptz, "updatedAt" timestamptz)
      ON CONFLICT (order_id) DO UPDATE SET
        customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, reason = EXCLUDED.reason, total = EXCLUDED.total,
-       currency = EXCLUDED.currency, item_count = EXCLUDED.item_count, items = EXCLUDED.items, rejected_lines = EXCLUDED.rejected_lines,
+       currency = EXCLUDED.currency, item_count = EXCLUDED.item_count, items = EXCLUDED.items, rejected_lines = EXCLUDED.rejected_lines, cancellation = EXCLUDED.cancellation,
        version = EXCLUDED.version, placed_at = EXCLUDED.placed_at, updated_at = EXCLUDED.updated_at`,
     [JSON.stringify(summaries)],
   );

@@ -7,27 +7,41 @@
  * Pure: `react(state, message)` returns the next state, the commands to send and the order
  * command to apply. The runner (saga-runner.ts) persists all of it in one transaction.
  *
+ * A customer's cancellation is a request (docs/decisions/0030): before the shipment was asked for
+ * it compensates at once; after, the order waits in CANCELLING for shipping's answer to
+ * CancelShipment: ShipmentCancelled → compensate → CANCELLED, ShipmentDispatched → the request is
+ * refused and the order ships. Returns reopen a COMPLETED saga: the parcel's arrival holds its
+ * units in stock and refunds the payment; a refund puts the units on sale again, a declined one
+ * writes them off (the compensation) and leaves the order REFUND_FAILED for an operator.
+ *
+ * Every reply about the payment or the shipment that moves no order status is recorded on the
+ * order as an observation (RecordPayment / RecordShipment), so the order's view changes, and its
+ * subscribers hear of it, whenever one of those fields does (docs/decisions/0031).
+ *
  * Compensations are sent for every step that was *started*, not only for those confirmed: a
  * reply may still be on its way (a slow payment provider), and every downstream handler treats a
  * compensation of nothing as a no-op. Replies that arrive after the saga ended are compensated
  * again with a "late" command of their own id.
  */
 import type { ShippingAddress, OrderLineQuantity, SagaCommandType, StockReservationRejected } from '../../../platform/events/contracts/order-saga.ts';
-import type { CancellationReason, UnavailableLine } from '../domain/order.ts';
+import type { CancellationReason, PaymentStatus, RefundFailureReason, ShipmentStatus, UnavailableLine } from '../domain/order.ts';
 
 export type SagaStep =
   | 'RESERVING_STOCK'
   | 'AUTHORIZING_PAYMENT'
   | 'CREATING_SHIPMENT'
   | 'AWAITING_DISPATCH'
+  | 'CANCELLING'
   | 'AWAITING_DELIVERY'
   | 'COMPLETED'
+  | 'RETURNING'
+  | 'RETURNED'
   | 'REJECTED'
   | 'CANCELLED';
 
 const order: SagaStep[] = ['RESERVING_STOCK', 'AUTHORIZING_PAYMENT', 'CREATING_SHIPMENT', 'AWAITING_DISPATCH', 'AWAITING_DELIVERY'];
 const reached = (state: SagaState, step: SagaStep) => order.indexOf(state.step) >= order.indexOf(step);
-export const isFinished = (step: SagaStep) => step === 'COMPLETED' || step === 'REJECTED' || step === 'CANCELLED';
+export const isFinished = (step: SagaStep) => step === 'COMPLETED' || step === 'REJECTED' || step === 'CANCELLED' || step === 'RETURNED';
 
 export interface SagaState {
   orderId: string;
@@ -38,16 +52,22 @@ export interface SagaState {
   currency: string;
   paymentToken: string;
   shippingAddress: ShippingAddress;
+  /** CANCELLING: whether CancelShipment went out (it waits for ShipmentCreated when the shipment was still being created). */
+  cancelShipmentSent?: boolean;
+  /** RETURNING: the refund's outcome so far, and whether inventory holds the returned units. */
+  refund?: 'PENDING' | 'REFUNDED' | 'FAILED';
+  returnHeld?: boolean;
 }
 
 export type SagaMessage =
-  | { type: 'StockReserved' | 'StockReleased' | 'StockCommitted' }
+  | { type: 'StockReserved' | 'StockReleased' | 'StockCommitted' | 'ReturnedStockReceived' | 'StockRestocked' | 'ReturnWrittenOff' }
   | { type: 'StockReservationRejected'; payload: StockReservationRejected }
-  | { type: 'PaymentAuthorized' | 'PaymentCaptured' | 'PaymentVoided' | 'PaymentRefunded' }
+  | { type: 'PaymentAuthorized' | 'PaymentCaptured' | 'PaymentVoided' | 'PaymentRefunded' | 'PaymentRefundFailed' }
   | { type: 'PaymentDeclined' }
   | { type: 'ShipmentCreated' | 'ShipmentCancelled' | 'ShipmentDispatched' | 'ShipmentInTransit' | 'ShipmentDelivered' }
   | { type: 'DeadlinePassed' }
-  | { type: 'CancellationRequested' };
+  | { type: 'CancellationRequested' }
+  | { type: 'ReturnReceived' };
 
 export interface SagaCommand {
   type: SagaCommandType;
@@ -60,7 +80,12 @@ export type OrderTransition =
   | { type: 'RejectOrder'; lines: UnavailableLine[] }
   | { type: 'CancelOrder'; reason: CancellationReason }
   | { type: 'MarkShipped' }
-  | { type: 'MarkDelivered' };
+  | { type: 'MarkDelivered' }
+  | { type: 'ReceiveReturn' }
+  | { type: 'MarkRefunded' }
+  | { type: 'MarkRefundFailed'; reason: RefundFailureReason }
+  | { type: 'RecordPayment'; status: PaymentStatus }
+  | { type: 'RecordShipment'; status: ShipmentStatus };
 
 export interface SagaDecision {
   state: SagaState;
@@ -72,17 +97,21 @@ export interface SagaDecision {
 
 const waitingSteps: ReadonlySet<SagaStep> = new Set(['RESERVING_STOCK', 'AUTHORIZING_PAYMENT', 'CREATING_SHIPMENT']);
 
-function next(state: SagaState, step: SagaStep, commands: SagaCommand[], orderTransition?: OrderTransition): SagaDecision {
-  return { state: { ...state, step }, commands, ...(orderTransition ? { orderTransition } : {}), awaitsDeadline: waitingSteps.has(step) };
+/** Whether a state waits for a reply against a deadline: CANCELLING only while the shipment is still being created. */
+const waits = (state: SagaState) => waitingSteps.has(state.step) || (state.step === 'CANCELLING' && !state.cancelShipmentSent);
+
+function next(state: SagaState, step: SagaStep, commands: SagaCommand[], orderTransition?: OrderTransition, changes: Partial<SagaState> = {}): SagaDecision {
+  const moved = { ...state, ...changes, step };
+  return { state: moved, commands, ...(orderTransition ? { orderTransition } : {}), awaitsDeadline: waits(moved) };
 }
 
-const unchanged = (state: SagaState): SagaDecision => ({ state, commands: [], awaitsDeadline: waitingSteps.has(state.step) });
+const unchanged = (state: SagaState): SagaDecision => ({ state, commands: [], awaitsDeadline: waits(state) });
 
 /** Undo everything that may have been started before the order ships. */
 function compensate(state: SagaState, reason: CancellationReason): SagaDecision {
   const commands: SagaCommand[] = [{ type: 'ReleaseStock' }];
-  if (reached(state, 'AUTHORIZING_PAYMENT')) commands.push({ type: 'VoidPayment' });
-  if (reached(state, 'CREATING_SHIPMENT')) commands.push({ type: 'CancelShipment' });
+  if (state.step === 'CANCELLING' || reached(state, 'AUTHORIZING_PAYMENT')) commands.push({ type: 'VoidPayment' });
+  if ((state.step === 'CANCELLING' && !state.cancelShipmentSent) || (state.step !== 'CANCELLING' && reached(state, 'CREATING_SHIPMENT'))) commands.push({ type: 'CancelShipment' });
   return next(state, 'CANCELLED', commands, { type: 'CancelOrder', reason });
 }
 
@@ -91,8 +120,36 @@ export function startSaga(initial: Omit<SagaState, 'step'>): SagaDecision {
   return next({ ...initial, step: 'RESERVING_STOCK' }, 'RESERVING_STOCK', [{ type: 'ReserveStock' }]);
 }
 
+/** The payment or shipment state a reply reports, for the order's view; null for other messages. */
+const observed: Partial<Record<SagaMessage['type'], OrderTransition>> = {
+  PaymentAuthorized: { type: 'RecordPayment', status: 'AUTHORIZED' },
+  PaymentDeclined: { type: 'RecordPayment', status: 'DECLINED' },
+  PaymentCaptured: { type: 'RecordPayment', status: 'CAPTURED' },
+  PaymentVoided: { type: 'RecordPayment', status: 'VOIDED' },
+  PaymentRefunded: { type: 'RecordPayment', status: 'REFUNDED' },
+  PaymentRefundFailed: { type: 'RecordPayment', status: 'REFUND_FAILED' },
+  ShipmentCreated: { type: 'RecordShipment', status: 'CREATED' },
+  ShipmentCancelled: { type: 'RecordShipment', status: 'CANCELLED' },
+  ShipmentDispatched: { type: 'RecordShipment', status: 'DISPATCHED' },
+  ShipmentInTransit: { type: 'RecordShipment', status: 'IN_TRANSIT' },
+  ShipmentDelivered: { type: 'RecordShipment', status: 'DELIVERED' },
+};
+
+/**
+ * The saga's answer to a message. A reply about the payment or shipment that moves no order
+ * status is recorded on the order (an observation), so its view changes with it; the order's own
+ * rules drop one that repeats what it knows.
+ */
 export function react(state: SagaState, message: SagaMessage): SagaDecision {
+  const decision = decideNext(state, message);
+  const observation = observed[message.type];
+  return decision.orderTransition || !observation ? decision : { ...decision, orderTransition: observation };
+}
+
+function decideNext(state: SagaState, message: SagaMessage): SagaDecision {
   if (isFinished(state.step)) return afterTheEnd(state, message);
+  if (state.step === 'CANCELLING') return whileCancelling(state, message);
+  if (state.step === 'RETURNING') return whileReturning(state, message);
   switch (message.type) {
     case 'StockReserved':
       return state.step === 'RESERVING_STOCK' ? next(state, 'AUTHORIZING_PAYMENT', [{ type: 'AuthorizePayment' }]) : unchanged(state);
@@ -114,16 +171,65 @@ export function react(state: SagaState, message: SagaMessage): SagaDecision {
     case 'DeadlinePassed':
       return waitingSteps.has(state.step) ? compensate(state, 'TIMEOUT') : unchanged(state);
     case 'CancellationRequested':
-      // After dispatch the goods are on their way: the order rules refuse it (CONFLICT).
-      return reached(state, 'AWAITING_DELIVERY') ? next(state, state.step, [], { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED' }) : compensate(state, 'CUSTOMER_CANCELLED');
+      // No shipment was asked for yet: nothing can be dispatched, so the cancellation is final at once.
+      if (state.step === 'RESERVING_STOCK' || state.step === 'AUTHORIZING_PAYMENT') return compensate(state, 'CUSTOMER_CANCELLED');
+      // The shipment is being created: CancelShipment goes out once it exists (ShipmentCreated).
+      if (state.step === 'CREATING_SHIPMENT') return next(state, 'CANCELLING', [], undefined, { cancelShipmentSent: false });
+      if (state.step === 'AWAITING_DISPATCH') return next(state, 'CANCELLING', [{ type: 'CancelShipment' }], undefined, { cancelShipmentSent: true });
+      // Dispatched: the order's rules refuse it (CANCELLATION_REFUSED) before the saga is asked.
+      return unchanged(state);
     default:
       return unchanged(state);
   }
 }
 
-/** A reply to a saga that already ended: undo what it did, if the saga ended without the order. */
+/** Waiting for shipping to say whether it stopped the shipment. */
+function whileCancelling(state: SagaState, message: SagaMessage): SagaDecision {
+  switch (message.type) {
+    case 'ShipmentCreated':
+      return state.cancelShipmentSent ? unchanged(state) : next(state, 'CANCELLING', [{ type: 'CancelShipment' }], undefined, { cancelShipmentSent: true });
+    case 'ShipmentCancelled':
+      return next(state, 'CANCELLED', [{ type: 'ReleaseStock' }, { type: 'VoidPayment' }], { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED' });
+    case 'ShipmentDispatched':
+      // Shipping dispatched before it heard of the cancellation: refused, the order ships.
+      return next(state, 'AWAITING_DELIVERY', [{ type: 'CapturePayment' }, { type: 'CommitStock' }], { type: 'MarkShipped' });
+    case 'DeadlinePassed':
+      // The shipment was never confirmed in time: cancel whatever may exist, as a timeout would.
+      return state.cancelShipmentSent ? unchanged(state) : compensate(state, 'CUSTOMER_CANCELLED');
+    default:
+      return unchanged(state);
+  }
+}
+
+/** A returned parcel arrived: the units are held, the payment refunded; then on sale again, or written off. */
+function whileReturning(state: SagaState, message: SagaMessage): SagaDecision {
+  const settle = (refund: SagaState['refund'], held: boolean): SagaCommand[] =>
+    !held ? [] : refund === 'REFUNDED' ? [{ type: 'RestockReturn' }] : refund === 'FAILED' ? [{ type: 'WriteOffReturn' }] : [];
+  switch (message.type) {
+    case 'ReturnedStockReceived':
+      if (state.returnHeld) return unchanged(state);
+      return next(state, 'RETURNING', settle(state.refund, true), undefined, { returnHeld: true });
+    case 'PaymentRefunded':
+      if (state.refund !== 'PENDING') return unchanged(state);
+      return next(state, 'RETURNING', settle('REFUNDED', state.returnHeld ?? false), { type: 'MarkRefunded' }, { refund: 'REFUNDED' });
+    case 'PaymentRefundFailed':
+      if (state.refund !== 'PENDING') return unchanged(state);
+      return next(state, 'RETURNING', settle('FAILED', state.returnHeld ?? false), { type: 'MarkRefundFailed', reason: 'REFUND_DECLINED' }, { refund: 'FAILED' });
+    case 'StockRestocked':
+    case 'ReturnWrittenOff':
+      return next(state, 'RETURNED', []);
+    default:
+      return unchanged(state);
+  }
+}
+
+/** A message to a saga that already ended: a return reopens a completed one; late replies are undone. */
 function afterTheEnd(state: SagaState, message: SagaMessage): SagaDecision {
-  if (state.step === 'COMPLETED') return unchanged(state);
+  if (state.step === 'COMPLETED') {
+    if (message.type !== 'ReturnReceived') return unchanged(state);
+    return next(state, 'RETURNING', [{ type: 'ReceiveReturnedStock' }, { type: 'RefundPayment' }], { type: 'ReceiveReturn' }, { refund: 'PENDING', returnHeld: false });
+  }
+  if (state.step === 'RETURNED') return unchanged(state);
   if (message.type === 'CancellationRequested') return next(state, state.step, [], { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED' });
   const late: Partial<Record<SagaMessage['type'], SagaCommandType>> = {
     StockReserved: 'ReleaseStock',

@@ -11,7 +11,7 @@ import { createEnvelope, type Causation, type EventEnvelope } from '../../../pla
 import { appendToOutbox, type OutboxTransaction } from '../../../platform/events/outbox.ts';
 import { deterministicUuid } from '../../../platform/ids.ts';
 import { createLogger } from '../../../platform/logging/logger.ts';
-import type { OrderCommand } from '../domain/order.ts';
+import type { OrderCommand, OrderState } from '../domain/order.ts';
 import { commandPayload, isFinished, react, startSaga, type SagaDecision, type SagaMessage, type SagaState } from './order-saga.ts';
 
 export interface SagaTransaction extends OutboxTransaction {
@@ -33,7 +33,7 @@ export const defaultStepTimeoutMs = 30_000;
 
 /** What the saga needs of the order store: apply a command to the order inside a transaction. */
 export interface OrderTransitions<Tx> {
-  executeInTransaction(tx: Tx, orderId: string, command: OrderCommand, causation: Causation): Promise<unknown>;
+  executeInTransaction(tx: Tx, orderId: string, command: OrderCommand, causation: Causation): Promise<{ order: OrderState; events: readonly unknown[] }>;
 }
 
 export interface SagaRunnerOptions {
@@ -54,7 +54,8 @@ interface SagaRow {
 
 const sagaReplies: ReadonlySet<string> = new Set([
   'StockReserved', 'StockReservationRejected', 'StockReleased', 'StockCommitted',
-  'PaymentAuthorized', 'PaymentDeclined', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded',
+  'ReturnedStockReceived', 'StockRestocked', 'ReturnWrittenOff',
+  'PaymentAuthorized', 'PaymentDeclined', 'PaymentCaptured', 'PaymentVoided', 'PaymentRefunded', 'PaymentRefundFailed',
   'ShipmentCreated', 'ShipmentCancelled', 'ShipmentDispatched', 'ShipmentInTransit', 'ShipmentDelivered',
 ]);
 
@@ -84,12 +85,37 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
     await this.advance(tx, orderId, message, { correlationId: event.correlationId, causationId: event.eventId, traceparent: event.traceparent });
   }
 
-  /** The customer (or an admin) asks to cancel: compensates and cancels, or CONFLICT from the order rules. */
-  async requestCancellation(orderId: string, causation: Causation): Promise<void> {
-    await this.db.$transaction(async (tx) => {
-      const moved = await this.advance(tx, orderId, { type: 'CancellationRequested' }, causation);
-      // An order without a saga (none should exist) is cancelled by its own rules alone.
-      if (!moved) await this.orders.executeInTransaction(tx, orderId, { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED', at: new Date().toISOString() }, causation);
+  /**
+   * The customer (or an admin) asks to cancel: the order records the request (CANCELLING; its
+   * rules answer CANCELLATION_REFUSED or CONFLICT when it cannot be cancelled) and the saga
+   * resolves it, in one transaction: at once when no shipment was asked for, else when shipping
+   * answers CancelShipment. Returns the order as the transaction left it.
+   */
+  async requestCancellation(orderId: string, causation: Causation): Promise<OrderState> {
+    return this.db.$transaction(async (tx) => {
+      const row = await this.lock(tx, orderId);
+      const requested = await this.orders.executeInTransaction(tx, orderId, { type: 'RequestCancellation', at: new Date().toISOString() }, causation);
+      if (requested.events.length === 0) return requested.order; // asked again while CANCELLING
+      if (!row) {
+        // An order without a saga (none should exist) is cancelled by its own rules alone.
+        return (await this.orders.executeInTransaction(tx, orderId, { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED', at: new Date().toISOString() }, causation)).order;
+      }
+      return (await this.apply(tx, react(row.data, { type: 'CancellationRequested' }), row.version, causation)) ?? requested.order;
+    });
+  }
+
+  /**
+   * An admin records that the returned parcel arrived: the order's rules check it was asked for
+   * (CONFLICT otherwise) and the saga holds the units in stock and refunds the payment.
+   */
+  async receiveReturn(orderId: string, causation: Causation): Promise<OrderState> {
+    return this.db.$transaction(async (tx) => {
+      const row = await this.lock(tx, orderId);
+      if (!row) return (await this.orders.executeInTransaction(tx, orderId, { type: 'ReceiveReturn', at: new Date().toISOString() }, causation)).order;
+      const decision = react(row.data, { type: 'ReturnReceived' });
+      // Received already (a retry), or a saga that cannot take a return: the order's rules answer.
+      if (decision.orderTransition?.type !== 'ReceiveReturn') return (await this.orders.executeInTransaction(tx, orderId, { type: 'ReceiveReturn', at: new Date().toISOString() }, causation)).order;
+      return (await this.apply(tx, decision, row.version, causation)) ?? null;
     });
   }
 
@@ -114,14 +140,20 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
     });
   }
 
-  private async advance(tx: Tx, orderId: string, message: SagaMessage, causation: Causation): Promise<boolean> {
+  private async lock(tx: Tx, orderId: string): Promise<SagaRow | undefined> {
     const [row] = await tx.$queryRaw<SagaRow[]>`SELECT order_id, data, version FROM order_sagas WHERE order_id = ${orderId}::uuid FOR UPDATE`;
+    return row;
+  }
+
+  private async advance(tx: Tx, orderId: string, message: SagaMessage, causation: Causation): Promise<boolean> {
+    const row = await this.lock(tx, orderId);
     if (!row) return false;
     await this.apply(tx, react(row.data, message), row.version, causation);
     return true;
   }
 
-  private async apply(tx: Tx, decision: SagaDecision, previousVersion: number, causation: Causation, insert = false): Promise<void> {
+  /** Persists a decision: the saga's state, its commands, the order's transition. Returns the order when it moved. */
+  private async apply(tx: Tx, decision: SagaDecision, previousVersion: number, causation: Causation, insert = false): Promise<OrderState | undefined> {
     const { state } = decision;
     const version = previousVersion + 1;
     const data = JSON.stringify({ ...state, correlationId: causation.correlationId });
@@ -138,9 +170,8 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
     }
     const commands = decision.commands.map((command) => this.commandEnvelope(state, command.type, version, causation, command.late ?? false));
     await appendToOutbox(tx, commands);
-    if (decision.orderTransition) {
-      await this.orders.executeInTransaction(tx, state.orderId, { ...decision.orderTransition, at: new Date().toISOString() } as OrderCommand, causation);
-    }
+    if (!decision.orderTransition) return undefined;
+    return (await this.orders.executeInTransaction(tx, state.orderId, { ...decision.orderTransition, at: new Date().toISOString() } as OrderCommand, causation)).order;
   }
 
   private commandEnvelope(state: SagaState, type: SagaCommandType, version: number, causation: Causation, late: boolean): EventEnvelope {

@@ -44,6 +44,7 @@ export function orderSaga(options: OrderSagaOptions = {}): (services: OrdersServ
           causation,
         ),
       requestCancellation: (orderId, causation) => runner.requestCancellation(orderId, causation),
+      receiveReturn: (orderId, causation) => runner.receiveReturn(orderId, causation),
       eventHandlers: Object.fromEntries(sagaReplyTypes.map((type) => [type, onReply])),
       stop: () => sweeper.stop(),
     };

@@ -30,6 +30,15 @@ export type AuthorizationAnswer =
       reason: string;
     };
 
+/** A refund the provider declined is an answer, as a declined card is: the money stays captured. */
+export type RefundAnswer =
+  | { refunded: true }
+  | {
+      refunded: false;
+      /** Machine-readable, e.g. `card_closed`. */
+      reason: string;
+    };
+
 export interface SettlementRequest {
   idempotencyKey: string;
   /** The authorization's `reference`. */
@@ -44,8 +53,11 @@ export interface PaymentProvider {
   capture(request: SettlementRequest): Promise<void>;
   /** Releases a hold that was not captured. Rejects when it was captured. */
   void(request: Omit<SettlementRequest, 'amount'>): Promise<void>;
-  /** Gives back a captured amount. Rejects when nothing was captured. */
-  refund(request: SettlementRequest): Promise<void>;
+  /**
+   * Gives back a captured amount, or declines to (e.g. the card was closed): declining is an
+   * answer, not an error. Rejects (ProviderError) when nothing was captured.
+   */
+  refund(request: SettlementRequest): Promise<RefundAnswer>;
 }
 
 /** The provider refused an operation (as opposed to declining a card): a bug or a state mismatch. */

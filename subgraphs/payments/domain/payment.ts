@@ -4,7 +4,16 @@
  * A payment's life is a path, so each status has one version and one reply event:
  *
  *   (none) ─authorize─► AUTHORIZED (1) ─capture─► CAPTURED (2) ─refund─► REFUNDED (3)
- *          └──────────► DECLINED (1)   └─void───► VOIDED (2)
+ *          └──────────► DECLINED (1)   └─void───► VOIDED (2)   └───────► REFUND_FAILED (3)
+ *
+ * Statuses reached by the same step share its version, so the replies of a payment count up by
+ * one with no hole whichever way it went: orders applies them in strict order per payment, and
+ * a hole would block it for good.
+ *
+ * REFUND_FAILED: the provider declined the refund (e.g. the card was closed). In money terms the
+ * payment is still captured. It is final for the saga, which is told so once (PaymentRefundFailed)
+ * and again on every repeated RefundPayment, without asking the provider again: an operator
+ * settles it with the customer outside the saga.
  *
  * Every command is idempotent: one that asks for a step already taken is answered again with
  * that step's reply (same version), one that makes no sense in the current status changes
@@ -16,12 +25,13 @@ import type {
   PaymentCaptured,
   PaymentDeclined,
   PaymentRefunded,
+  PaymentRefundFailed,
   PaymentVoided,
 } from '../../../platform/events/contracts/order-saga.ts';
 import { deterministicUuid, isUuid } from '../../../platform/ids.ts';
-import type { AuthorizationAnswer } from './payment-provider.ts';
+import type { AuthorizationAnswer, RefundAnswer } from './payment-provider.ts';
 
-export const paymentStatuses = ['AUTHORIZED', 'DECLINED', 'CAPTURED', 'VOIDED', 'REFUNDED'] as const;
+export const paymentStatuses = ['AUTHORIZED', 'DECLINED', 'CAPTURED', 'VOIDED', 'REFUNDED', 'REFUND_FAILED'] as const;
 export type PaymentStatus = (typeof paymentStatuses)[number];
 
 export interface Payment {
@@ -36,6 +46,8 @@ export interface Payment {
   providerReference: string | null;
   cardBrand: string | null;
   declineReason: string | null;
+  /** The provider's reason for declining the refund; null unless REFUND_FAILED. */
+  refundFailureReason: string | null;
   version: number;
   authorizedAt: Date | null;
   capturedAt: Date | null;
@@ -54,7 +66,8 @@ export type PaymentReply =
   | { type: 'PaymentDeclined'; version: number; payload: PaymentDeclined }
   | { type: 'PaymentCaptured'; version: number; payload: PaymentCaptured }
   | { type: 'PaymentVoided'; version: number; payload: PaymentVoided }
-  | { type: 'PaymentRefunded'; version: number; payload: PaymentRefunded };
+  | { type: 'PaymentRefunded'; version: number; payload: PaymentRefunded }
+  | { type: 'PaymentRefundFailed'; version: number; payload: PaymentRefundFailed };
 
 /** What the provider must be asked before the command can be decided. */
 export type ProviderStep =
@@ -63,7 +76,10 @@ export type ProviderStep =
   | { operation: 'void'; reference: string };
 
 /** What the provider answered to a ProviderStep. */
-export type ProviderResult = { operation: 'authorize'; answer: AuthorizationAnswer } | { operation: 'capture' | 'void' | 'refund' };
+export type ProviderResult =
+  | { operation: 'authorize'; answer: AuthorizationAnswer }
+  | { operation: 'refund'; answer: RefundAnswer }
+  | { operation: 'capture' | 'void' };
 
 export type PaymentDecision =
   | { kind: 'changed'; payment: Payment; reply: PaymentReply }
@@ -84,7 +100,10 @@ export class PaymentChangedMeanwhile extends Error {
   override readonly name = 'PaymentChangedMeanwhile';
 }
 
-const versionAt: Record<PaymentStatus, number> = { AUTHORIZED: 1, DECLINED: 1, CAPTURED: 2, VOIDED: 2, REFUNDED: 3 };
+const versionAt: Record<PaymentStatus, number> = { AUTHORIZED: 1, DECLINED: 1, CAPTURED: 2, VOIDED: 2, REFUNDED: 3, REFUND_FAILED: 3 };
+
+/** Statuses in which the amount was captured (and a repeated capture is answered again). */
+const captured: ReadonlySet<PaymentStatus> = new Set(['CAPTURED', 'REFUNDED', 'REFUND_FAILED']);
 
 /** The same order always gets the same payment id, so a retried authorization cannot fork it. */
 export const paymentIdOf = (orderId: string): string => deterministicUuid('payment', orderId);
@@ -133,7 +152,7 @@ export function decide(command: PaymentCommand, payment: Payment | null, result:
     case 'CapturePayment': {
       if (!payment) return ignored('there is no payment to capture', false);
       if (payment.status === 'AUTHORIZED') return changed({ ...payment, status: 'CAPTURED', capturedAt: at });
-      if (payment.status === 'CAPTURED' || payment.status === 'REFUNDED') return { kind: 'repeated', reply: replyFor({ ...payment, status: 'CAPTURED' }) };
+      if (captured.has(payment.status)) return { kind: 'repeated', reply: replyFor({ ...payment, status: 'CAPTURED' }) };
       return ignored(`a ${payment.status.toLowerCase()} payment cannot be captured`, false);
     }
     case 'VoidPayment': {
@@ -145,8 +164,14 @@ export function decide(command: PaymentCommand, payment: Payment | null, result:
     }
     case 'RefundPayment': {
       if (!payment) return ignored('there is no payment to refund', false);
-      if (payment.status === 'CAPTURED') return changed({ ...payment, status: 'REFUNDED', refundedAt: at });
-      if (payment.status === 'REFUNDED') return { kind: 'repeated', reply: replyFor(payment) };
+      if (payment.status === 'CAPTURED') {
+        const answer = (result as Extract<ProviderResult, { operation: 'refund' }>).answer;
+        return answer.refunded
+          ? changed({ ...payment, status: 'REFUNDED', refundedAt: at })
+          : changed({ ...payment, status: 'REFUND_FAILED', refundFailureReason: answer.reason });
+      }
+      // A declined refund is not tried again: the provider would decline it again (same key).
+      if (payment.status === 'REFUNDED' || payment.status === 'REFUND_FAILED') return { kind: 'repeated', reply: replyFor(payment) };
       return ignored(`only a captured payment can be refunded, this one is ${payment.status.toLowerCase()}`, false);
     }
   }
@@ -159,6 +184,7 @@ function newPayment(request: AuthorizePayment, answer: AuthorizationAnswer, at: 
     customerId: request.customerId,
     amount: request.amount,
     currency: request.currency,
+    refundFailureReason: null,
     version: 1,
     capturedAt: null,
     voidedAt: null,
@@ -196,5 +222,7 @@ function replyFor(payment: Payment): PaymentReply {
       return { type: 'PaymentVoided', version, payload: { orderId, paymentId } };
     case 'REFUNDED':
       return { type: 'PaymentRefunded', version, payload: { orderId, paymentId, amount } };
+    case 'REFUND_FAILED':
+      return { type: 'PaymentRefundFailed', version, payload: { orderId, paymentId, reason: payment.refundFailureReason ?? 'refund_declined' } };
   }
 }

@@ -58,6 +58,7 @@ function toPayment(row: PaymentRow): Payment {
     providerReference: row.providerReference,
     cardBrand: row.cardBrand,
     declineReason: row.declineReason,
+    refundFailureReason: row.refundFailureReason,
     version: row.version,
     authorizedAt: row.authorizedAt,
     capturedAt: row.capturedAt,

@@ -2,17 +2,20 @@
  * A payment provider that needs no network: it answers by token, the way card processors' test
  * modes do, so that every outcome can be had on purpose.
  *
- *   tok_visa      approved (brand `visa`)
- *   tok_declined  declined, `card_declined`
- *   tok_slow      approved, but only after `slowTokenDelayMs`: by default after the order
- *                 saga's default step deadline (SAGA_STEP_TIMEOUT_MS, 30 s), so the order is
- *                 cancelled as TIMEOUT and the late authorization voided
- *   anything else declined, `unknown_token`
+ *   tok_visa          approved (brand `visa`)
+ *   tok_declined      declined, `card_declined`
+ *   tok_slow          approved, but only after `slowTokenDelayMs`: by default after the order
+ *                     saga's default step deadline (SAGA_STEP_TIMEOUT_MS, 30 s), so the order is
+ *                     cancelled as TIMEOUT and the late authorization voided
+ *   tok_refund_fails  approved and captured like tok_visa, but its refund is declined as
+ *                     `card_closed` (the card was closed since): the payment stays captured
+ *   anything else     declined, `unknown_token`
  *
  * Like a real provider it keeps its own idempotency records (`provider_operations`): the same
  * operation with the same key is answered from the record and not performed twice. A record
  * holds a SHA-256 of the request, never the token. It also keeps real providers' refusals:
- * no capture of a voided hold, no void of a captured one, no refund of nothing.
+ * no capture of a voided hold, no void of a captured one, no refund of nothing. A declined
+ * refund is recorded like any answer: asked again with the same key, it is declined again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -22,6 +25,7 @@ import {
   type AuthorizationAnswer,
   type AuthorizationRequest,
   type PaymentProvider,
+  type RefundAnswer,
   type SettlementRequest,
 } from '../domain/payment-provider.ts';
 import type { PaymentsDatabase } from './database.ts';
@@ -45,14 +49,23 @@ type Operation = 'authorize' | 'capture' | 'void' | 'refund';
 interface TokenBehaviour {
   answer: { approved: true; cardBrand: string } | { approved: false; reason: string };
   slow?: boolean;
+  /** Why a refund to this card is declined; refunds go through when absent. */
+  refundDeclinedAs?: string;
 }
 
 const tokens: Record<string, TokenBehaviour> = {
   tok_visa: { answer: { approved: true, cardBrand: 'visa' } },
   tok_declined: { answer: { approved: false, reason: 'card_declined' } },
   tok_slow: { answer: { approved: true, cardBrand: 'visa' }, slow: true },
+  tok_refund_fails: { answer: { approved: true, cardBrand: 'visa' }, refundDeclinedAs: 'card_closed' },
 };
 const unknownToken: TokenBehaviour = { answer: { approved: false, reason: 'unknown_token' } };
+
+/**
+ * An authorization as the provider records it: the answer, plus what the provider knows of the
+ * card (the amount held; whether refunds to it will be declined), never the token itself.
+ */
+type AuthorizationRecord = AuthorizationAnswer & { amount?: number; refundDeclinedAs?: string };
 
 export class SimulatedPaymentProvider implements PaymentProvider {
   readonly slowTokenDelayMs: number;
@@ -65,14 +78,16 @@ export class SimulatedPaymentProvider implements PaymentProvider {
     if (!Number.isInteger(this.slowTokenDelayMs) || this.slowTokenDelayMs < 0) throw new Error('slowTokenDelayMs must be a whole number of milliseconds ≥ 0');
   }
 
-  authorize(request: AuthorizationRequest): Promise<AuthorizationAnswer> {
-    return this.once('authorize', request.idempotencyKey, request, async () => {
+  async authorize(request: AuthorizationRequest): Promise<AuthorizationAnswer> {
+    const { refundDeclinedAs: _, ...answer } = await this.once<AuthorizationRecord>('authorize', request.idempotencyKey, request, async () => {
       const behaviour = Object.hasOwn(tokens, request.paymentToken) ? tokens[request.paymentToken]! : unknownToken;
       if (behaviour.slow) await sleep(this.slowTokenDelayMs);
-      return behaviour.answer.approved
-        ? { approved: true, reference: `sim_auth_${randomBytes(12).toString('hex')}`, cardBrand: behaviour.answer.cardBrand, amount: request.amount }
-        : behaviour.answer;
+      if (!behaviour.answer.approved) return behaviour.answer;
+      const reference = `sim_auth_${randomBytes(12).toString('hex')}`;
+      const approved = { approved: true, reference, cardBrand: behaviour.answer.cardBrand, amount: request.amount } as const;
+      return behaviour.refundDeclinedAs ? { ...approved, refundDeclinedAs: behaviour.refundDeclinedAs } : approved;
     });
+    return answer;
   }
 
   async capture(request: SettlementRequest): Promise<void> {
@@ -95,13 +110,19 @@ export class SimulatedPaymentProvider implements PaymentProvider {
     });
   }
 
-  async refund(request: SettlementRequest): Promise<void> {
-    await this.once('refund', request.idempotencyKey, request, async () => {
-      const captured = (await this.operationsOn(request.reference)).get('capture');
+  async refund(request: SettlementRequest): Promise<RefundAnswer> {
+    const result = await this.once('refund', request.idempotencyKey, request, async () => {
+      const done = await this.operationsOn(request.reference);
+      const captured = done.get('capture');
       if (!captured) throw new ProviderError(`Nothing was captured on ${request.reference}`);
       if (request.amount > Number(captured.amount)) throw new ProviderError('Cannot refund more than was captured');
-      return { reference: request.reference, amount: request.amount };
+      const declinedAs = done.get('authorize')?.refundDeclinedAs;
+      return typeof declinedAs === 'string'
+        ? { reference: request.reference, refunded: false, reason: declinedAs }
+        : { reference: request.reference, amount: request.amount, refunded: true };
     });
+    // Records written before refunds could be declined have no `refunded`: they were refunds.
+    return result.refunded === false ? { refunded: false, reason: result.reason } : { refunded: true };
   }
 
   /**

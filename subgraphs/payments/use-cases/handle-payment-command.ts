@@ -5,8 +5,9 @@
  * The provider is asked FIRST, outside any transaction, because it may take seconds (`tok_slow`)
  * and a transaction held open that long would pin the outbox relay's snapshot horizon and a
  * connection. That is safe because the provider is idempotent by key (the order id): a crash
- * after its answer and before the commit asks again on redelivery and gets the same answer.
- * The transaction then decides again on the payment as it is by then.
+ * or a failed write after its answer and before the commit asks again on redelivery and gets
+ * the same answer, without the provider acting twice (a refund is given back once, a declined
+ * refund stays declined). The transaction then decides again on the payment as it is by then.
  *
  * A provider slower than the bus's redelivery time (EVENT_REDELIVERY_AFTER_MS; `tok_slow` by
  * default) does not get the command delivered again meanwhile: both buses keep a delivery alive
@@ -81,7 +82,6 @@ async function ask(provider: PaymentProvider, orderId: string, step: ProviderSte
       await provider.void({ idempotencyKey, reference: step.reference });
       return { operation: 'void' };
     case 'refund':
-      await provider.refund({ idempotencyKey, reference: step.reference, amount: step.amount });
-      return { operation: 'refund' };
+      return { operation: 'refund', answer: await provider.refund({ idempotencyKey, reference: step.reference, amount: step.amount }) };
   }
 }
