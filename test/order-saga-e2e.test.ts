@@ -4,6 +4,7 @@ import { deterministicUuid } from '../platform/ids.ts';
 import { demoProducts, demoUsers } from '../scripts/demo/data.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
 import { connectInventoryDatabase } from '../subgraphs/inventory/infrastructure/database.ts';
+import { connectOrdersDatabase } from '../subgraphs/orders/infrastructure/database.ts';
 import { errorCodes, graphql, graphqlRetryingOverload, type GraphQLResponse } from './support/graphql.ts';
 import { startStack, type Stack } from './support/stack.ts';
 import { waitFor } from './support/wait.ts';
@@ -84,6 +85,59 @@ describe('placing an order through the gateway: the saga across inventory, payme
     expect(delivered.timeline.map((t: { status: string }) => t.status)).toEqual(['PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED']);
   });
 
+  async function delivered(productId: string, quantity: number, paymentToken: string): Promise<string> {
+    const id = await place([{ productId, quantity }], paymentToken);
+    await untilStatus(id, 'CONFIRMED', (o) => o.shipment?.status === 'CREATED');
+    for (const to of ['DISPATCHED', 'IN_TRANSIT', 'DELIVERED']) expect((await advance(id, to)).errors).toBeUndefined();
+    await untilStatus(id, 'DELIVERED', (o) => o.payment?.status === 'CAPTURED');
+    return id;
+  }
+
+  const returnOrder = (id: string) => graphql(stack.gatewayUrl, { query: `mutation { requestReturn(id: "${id}") { status } }`, token: customer });
+  const receiveReturn = (id: string, token = admin) => graphql(stack.gatewayUrl, { query: `mutation { receiveReturn(id: "${id}") { status } }`, token });
+
+  it('takes a delivered order back: the customer asks, an admin receives the parcel, the payment is refunded and the units go on sale again', async () => {
+    const product = inStock[7]!;
+    const before = await stockOf(product.id);
+    const id = await delivered(product.id, 2, 'tok_visa');
+    expect(await stockOf(product.id)).toEqual({ available: before.available - 2, reserved: before.reserved });
+
+    expect((await returnOrder(id)).data).toEqual({ requestReturn: { status: 'RETURN_REQUESTED' } });
+    expect(errorCodes(await receiveReturn(id, customer))).toEqual(['UNAUTHORIZED_FIELD_OR_TYPE']);
+    expect((await receiveReturn(id)).data).toEqual({ receiveReturn: { status: 'RETURN_RECEIVED' } });
+
+    const refunded = await untilStatus(id, 'REFUNDED', (o) => o.payment?.status === 'REFUNDED');
+    expect(refunded.timeline.map((t: { status: string }) => t.status)).toEqual(['PENDING', 'CONFIRMED', 'SHIPPED', 'DELIVERED', 'RETURN_REQUESTED', 'RETURN_RECEIVED', 'REFUNDED']);
+    await waitFor('the units back on sale', async () => ((await stockOf(product.id)).available === before.available ? true : undefined));
+    expect(await stockOf(product.id)).toEqual(before);
+    // A second receipt changes nothing; an order cannot be returned twice.
+    expect((await receiveReturn(id)).data).toEqual({ receiveReturn: { status: 'REFUNDED' } });
+    expect(errorCodes(await returnOrder(id))).toEqual(['CONFLICT']);
+  });
+
+  it('writes the returned units off and ends REFUND_FAILED when the provider declines the refund, the payment still captured', async () => {
+    const product = inStock[8]!;
+    const before = await stockOf(product.id);
+    const id = await delivered(product.id, 1, 'tok_refund_fails');
+    await returnOrder(id);
+    await receiveReturn(id);
+
+    const failed = await untilStatus(id, 'REFUND_FAILED', (o) => o.payment?.status === 'REFUND_FAILED');
+    expect(failed.reason).toBe('REFUND_DECLINED');
+    // Held while the refund was pending, then written off: neither on sale nor reserved.
+    await waitFor('the held units written off', async () => ((await stockOf(product.id)).reserved === before.reserved ? true : undefined));
+    expect(await stockOf(product.id)).toEqual({ available: before.available - 1, reserved: before.reserved });
+  });
+
+  it('refuses a return of an order that was not delivered with CONFLICT, and writes nothing', async () => {
+    const id = await place([{ productId: inStock[9]!.id, quantity: 1 }]);
+    await untilStatus(id, 'CONFIRMED');
+    const refused = await returnOrder(id);
+    expect(errorCodes(refused)).toEqual(['CONFLICT']);
+    expect((await read(id)).data!.order.status).toBe('CONFIRMED');
+    expect(errorCodes(await receiveReturn(id))).toEqual(['CONFLICT']);
+  });
+
   it('rejects an order for a sold-out product with OUT_OF_STOCK, naming the lines short of stock, taking no stock', async () => {
     const product = inStock[1]!;
     const before = await stockOf(product.id);
@@ -149,6 +203,22 @@ describe('placing an order through the gateway: the saga across inventory, payme
     const cancel = await graphql(stack.gatewayUrl, { query: `mutation { cancelOrder(id: "${id}") { status } }`, token: customer });
     expect(errorCodes(cancel)).toEqual(['CANCELLATION_REFUSED']);
     expect(cancel.errors![0]!.extensions).toMatchObject({ reason: 'ALREADY_DISPATCHED' });
+  });
+
+  it("prices an order of a demo product at the price an admin set, once orders has applied the seeded product's first change", async () => {
+    const product = inStock[6]!;
+    const newPrice = product.price + 100;
+    const changed = await graphql(stack.gatewayUrl, { query: `mutation { updateProductPrice(id: "${product.id}", price: ${newPrice}) { price } }`, token: admin });
+    expect(changed.errors).toBeUndefined();
+    // The demo products were seeded without events: version 2 must not wait for a version 1 that never comes.
+    const prices = connectOrdersDatabase(stack.databaseUrls.orders).db;
+    try {
+      await waitFor('the new price in orders', async () => ((await prices.productPrice.findUnique({ where: { productId: product.id } }))?.price === newPrice ? true : undefined));
+    } finally {
+      await prices.$disconnect();
+    }
+    const id = await place([{ productId: product.id, quantity: 1 }]);
+    expect((await read(id)).data!.order.total).toBe(newPrice);
   });
 
   it("shows a customer only their own orders: someone else's is FORBIDDEN, and their list is their own", async () => {

@@ -100,7 +100,7 @@ describe('the order saga', () => {
     it('cancels the order and undoes stock and payment once shipping stopped the shipment', () =>
       given('CANCELLING', { cancelShipmentSent: true })
         .when({ type: 'ShipmentCancelled' })
-        .then({ step: 'CANCELLED', commands: ['ReleaseStock', 'VoidPayment'], order: { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED' } }));
+        .then({ step: 'CANCELLED', commands: ['ReleaseStock', 'VoidPayment'], order: { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED', shipmentStatus: 'CANCELLED' } }));
     it('refuses the cancellation and ships the order when shipping had dispatched it already', () =>
       given('CANCELLING', { cancelShipmentSent: true })
         .when({ type: 'ShipmentDispatched' })

@@ -276,6 +276,10 @@ describe('A cancellation request (resolved by the saga)', () => {
 
   it('ends CANCELLED with the request accepted once shipping stopped the shipment', () => {
     given(placed, confirmed, requested).when(cancel).then([cancelled]);
+    // Shipping's answer cancelled it: the order knows its shipment is cancelled, so a repeat of that answer adds nothing.
+    const stopped: OrderEvent = { type: 'OrderCancelled', data: { reason: 'CUSTOMER_CANCELLED', at: at(2), shipmentStatus: 'CANCELLED' } };
+    given(placed, confirmed, requested).when({ ...cancel, shipmentStatus: 'CANCELLED' } as OrderCommand).then([stopped]);
+    given(placed, confirmed, requested, stopped).when({ type: 'RecordShipment', status: 'CANCELLED', at: at(3) }).then([]);
     expect(fold([placed, confirmed, requested, cancelled])).toMatchObject({ status: 'CANCELLED', reason: 'CUSTOMER_CANCELLED', cancellation: { outcome: 'ACCEPTED', resolvedAt: at(2) } });
   });
 

@@ -176,6 +176,9 @@ class Clients {
               problem(`errors in an event: ${JSON.stringify(payload.errors ?? payload)}`);
               return;
             }
+            // An event that keeps the status tells of the payment or shipment (docs/decisions/0031):
+            // not a status change, so neither in the sequence nor a latency sample.
+            if (subscriber.statuses.at(-1) === order.status) return;
             subscriber.statuses.push(order.status);
             if (subscriber.statuses.length === 1) {
               this.initial += 1;

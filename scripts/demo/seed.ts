@@ -16,6 +16,8 @@ import { hashPassword, verifyPassword } from '../../subgraphs/accounts/infrastru
 import { connectCatalogDatabase } from '../../subgraphs/catalog/infrastructure/database.ts';
 import { connectInventoryDatabase } from '../../subgraphs/inventory/infrastructure/database.ts';
 import { connectOrdersDatabase } from '../../subgraphs/orders/infrastructure/database.ts';
+import { ordersConsumerName } from '../../subgraphs/orders/consumers/catalog-prices.ts';
+import { productAggregate } from '../../subgraphs/catalog/domain/product-events.ts';
 import { demoCategories, demoProducts, demoUsers, type DemoUser } from './data.ts';
 
 export interface SeedResult {
@@ -108,12 +110,18 @@ async function seedInventory(databaseUrl: string): Promise<number> {
 /**
  * Orders' own copy of catalog prices, as the catalog's ProductCreated events would have left it:
  * the demo products are written straight into the catalog, so no such events exist for them.
+ * Orders applies Product events in strict order, so its consumer position says version 1 was
+ * applied too: else the first price change (version 2) would wait for a version 1 that never comes.
  */
 async function seedOrderPrices(databaseUrl: string): Promise<number> {
   const { db } = connectOrdersDatabase(databaseUrl);
   try {
     const { count } = await db.productPrice.createMany({
       data: demoProducts.map((product) => ({ productId: product.id, price: product.price, currency: product.currency, name: product.name, discontinued: false, version: 1 })),
+      skipDuplicates: true,
+    });
+    await db.consumerPosition.createMany({
+      data: demoProducts.map((product) => ({ consumer: ordersConsumerName, aggregateType: productAggregate, aggregateId: product.id, lastAppliedVersion: 1 })),
       skipDuplicates: true,
     });
     return count;

@@ -56,7 +56,8 @@ export type OrderEvent =
   | { type: 'OrderPlaced'; data: { orderId: string; customerId: string; lines: PricedLine[]; currency: string; total: number; shippingAddress: ShippingAddress; idempotencyKey: string; at: string } }
   | { type: 'OrderConfirmed'; data: { at: string } }
   | { type: 'OrderRejected'; data: { reason: RejectionReason; lines: UnavailableLine[]; at: string } }
-  | { type: 'OrderCancelled'; data: { reason: CancellationReason; at: string } }
+  /** `shipmentStatus`: set when shipping's answer (ShipmentCancelled) is what cancelled the order. */
+  | { type: 'OrderCancelled'; data: { reason: CancellationReason; at: string; shipmentStatus?: ShipmentStatus } }
   | { type: 'OrderShipped'; data: { at: string } }
   | { type: 'OrderDelivered'; data: { at: string } }
   | { type: 'CancellationRequested'; data: { at: string } }
@@ -121,7 +122,13 @@ export function evolve(state: OrderState, event: OrderEvent): OrderState {
       return { ...moved('REJECTED'), reason: event.data.reason, rejectedLines: event.data.lines };
     case 'OrderCancelled': {
       const cancellation = state.cancellation && { ...state.cancellation, outcome: 'ACCEPTED' as const, resolvedAt: at };
-      return { ...moved('CANCELLED'), reason: event.data.reason, cancellation, ...(event.data.reason === 'PAYMENT_DECLINED' ? { paymentStatus: 'DECLINED' as const } : {}) };
+      return {
+        ...moved('CANCELLED'),
+        reason: event.data.reason,
+        cancellation,
+        ...(event.data.reason === 'PAYMENT_DECLINED' ? { paymentStatus: 'DECLINED' as const } : {}),
+        ...(event.data.shipmentStatus ? { shipmentStatus: event.data.shipmentStatus } : {}),
+      };
     }
     case 'OrderShipped':
       return { ...moved('SHIPPED'), shipmentStatus: 'DISPATCHED' };
@@ -154,7 +161,7 @@ export type OrderCommand =
   | { type: 'PlaceOrder'; orderId: string; customerId: string; lines: PricedLine[]; currency: string; shippingAddress: ShippingAddress; idempotencyKey: string; at: string }
   | { type: 'ConfirmOrder'; at: string }
   | { type: 'RejectOrder'; lines: UnavailableLine[]; at: string }
-  | { type: 'CancelOrder'; reason: CancellationReason; at: string }
+  | { type: 'CancelOrder'; reason: CancellationReason; at: string; shipmentStatus?: ShipmentStatus }
   | { type: 'MarkShipped'; at: string }
   | { type: 'MarkDelivered'; at: string }
   | { type: 'RequestCancellation'; at: string }
@@ -269,7 +276,7 @@ export function decide(command: OrderCommand, state: OrderState): OrderEvent[] {
     }
     case 'CancelOrder': {
       requireStatus(requireOrder(state), ['PENDING', 'CONFIRMED', 'CANCELLING'], 'cancel');
-      return [{ type: 'OrderCancelled', data: { reason: command.reason, at: command.at } }];
+      return [{ type: 'OrderCancelled', data: { reason: command.reason, at: command.at, ...(command.shipmentStatus ? { shipmentStatus: command.shipmentStatus } : {}) } }];
     }
     case 'MarkShipped': {
       const order = requireOrder(state);

@@ -78,7 +78,7 @@ export interface SagaCommand {
 export type OrderTransition =
   | { type: 'ConfirmOrder' }
   | { type: 'RejectOrder'; lines: UnavailableLine[] }
-  | { type: 'CancelOrder'; reason: CancellationReason }
+  | { type: 'CancelOrder'; reason: CancellationReason; shipmentStatus?: ShipmentStatus }
   | { type: 'MarkShipped' }
   | { type: 'MarkDelivered' }
   | { type: 'ReceiveReturn' }
@@ -189,7 +189,7 @@ function whileCancelling(state: SagaState, message: SagaMessage): SagaDecision {
     case 'ShipmentCreated':
       return state.cancelShipmentSent ? unchanged(state) : next(state, 'CANCELLING', [{ type: 'CancelShipment' }], undefined, { cancelShipmentSent: true });
     case 'ShipmentCancelled':
-      return next(state, 'CANCELLED', [{ type: 'ReleaseStock' }, { type: 'VoidPayment' }], { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED' });
+      return next(state, 'CANCELLED', [{ type: 'ReleaseStock' }, { type: 'VoidPayment' }], { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED', shipmentStatus: 'CANCELLED' });
     case 'ShipmentDispatched':
       // Shipping dispatched before it heard of the cancellation: refused, the order ships.
       return next(state, 'AWAITING_DELIVERY', [{ type: 'CapturePayment' }, { type: 'CommitStock' }], { type: 'MarkShipped' });

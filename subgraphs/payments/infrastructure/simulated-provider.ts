@@ -38,8 +38,9 @@ export interface SimulatedProviderOptions {
 /**
  * PAYMENT_PROVIDER_SLOW_DELAY_MS's default: 15 s past the saga's default step deadline (30 s,
  * which runs from when the saga sends AuthorizePayment), so `tok_slow` misses it however late the
- * deadline sweeper runs. Not much longer: payments handles one command at a time, and the ones
- * behind a `tok_slow` authorization wait for it. This outlasts the bus's redelivery time (10 s):
+ * deadline sweeper runs. Not much longer: payments handles four commands at once and one order's
+ * one after the other, so a `tok_slow` authorization holds a slot and its order's next command for
+ * that long. This outlasts the bus's redelivery time (10 s):
  * see handle-payment-command.ts for why that redelivers the command at most once.
  */
 export const defaultSlowTokenDelayMs = 45_000;
