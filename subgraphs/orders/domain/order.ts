@@ -300,7 +300,8 @@ export function decide(command: OrderCommand, state: OrderState): OrderEvent[] {
     }
     case 'ReceiveReturn': {
       const order = requireOrder(state);
-      if (order.status === 'RETURN_RECEIVED') return [];
+      // Received already (a retry, also once the refund settled): nothing more to record.
+      if (order.status === 'RETURN_RECEIVED' || order.status === 'REFUNDED' || order.status === 'REFUND_FAILED') return [];
       requireStatus(order, ['RETURN_REQUESTED'], 'receive the return of');
       return [{ type: 'ReturnReceived', data: { at: command.at } }];
     }
