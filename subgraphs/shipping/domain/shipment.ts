@@ -8,7 +8,8 @@
  *
  * The saga creates and cancels (idempotently: a repeated command is answered again, a cancel of
  * nothing changes nothing); the carrier (an admin, here) advances one step at a time. Once
- * dispatched a parcel cannot be called back, so a late cancel changes nothing and is logged.
+ * dispatched a parcel cannot be called back, so a late cancel changes nothing: the saga, hearing of
+ * the dispatch, refuses the customer's cancellation (docs/decisions/0030).
  */
 import { createHash } from 'node:crypto';
 import { DomainError } from '../../../platform/errors/domain-error.ts';
@@ -117,7 +118,8 @@ export function decideCancel(shipment: Shipment | null): ShipmentDecision {
   if (!shipment) return { kind: 'ignored', reason: 'there is no shipment to cancel', expected: true };
   if (shipment.status === 'CREATED') return changed({ ...shipment, status: 'CANCELLED' });
   if (shipment.status === 'CANCELLED') return { kind: 'repeated', reply: replyFor(shipment) };
-  return { kind: 'ignored', reason: `the shipment is ${describe(shipment.status)} already: it cannot be called back`, expected: false };
+  // Expected: a customer's cancellation can cross the dispatch; the saga hears ShipmentDispatched and refuses it (docs/decisions/0030).
+  return { kind: 'ignored', reason: `the shipment is ${describe(shipment.status)} already: it cannot be called back`, expected: true };
 }
 
 /** The carrier moves the shipment one step on; anything else is a CONFLICT. */
