@@ -1,5 +1,7 @@
 /** Recording what graphql-ws subscriptions receive, for tests of the orders subgraph and the gateway. */
 import type { Client } from 'graphql-ws';
+import type { OrderEvent } from '../../subgraphs/orders/domain/order.ts';
+import { projectStream } from '../../subgraphs/orders/projections/order-summary.ts';
 
 /** The issue's example: one subscription to which orders, catalog, inventory, payments and shipping each contribute. */
 export const watchOrder = `subscription WatchOrder($id: ID!) {
@@ -42,4 +44,22 @@ export function recordSubscription(client: Client, query: string, variables: Rec
     },
   );
   return received;
+}
+
+/** The statuses an order went through: events that keep the status (its payment or parcel changed, docs/decisions/0031) collapsed. */
+export const statusChanges = (statuses: readonly string[]): string[] => statuses.filter((status, index) => index === 0 || statuses[index - 1] !== status);
+
+/** Where an order's stream is read: the OrderStore, or SQL on `order_events` when orders runs in another process. */
+export interface OrderStreams {
+  readStream(orderId: string): Promise<readonly (OrderEvent & { version: number })[]>;
+}
+
+/**
+ * The statuses heard more often than the order's stream holds states with them: an event sent
+ * twice (a replay, a renewal's overlap). Each version of the order is one event at most.
+ */
+export async function statusesHeardTwice(store: OrderStreams, orderId: string, heard: readonly string[]): Promise<string[]> {
+  const count = (list: readonly string[]) => list.reduce((counts, status) => counts.set(status, (counts.get(status) ?? 0) + 1), new Map<string, number>());
+  const inStream = count(projectStream(orderId, await store.readStream(orderId)).timeline.map((entry) => entry.status));
+  return [...count(heard)].filter(([status, times]) => times > (inStream.get(status) ?? 0)).map(([status]) => status);
 }

@@ -15,7 +15,18 @@ export interface ShippingAddress {
 
 export interface OrderState {
   id: string;
-  status: 'PENDING' | 'CONFIRMED' | 'REJECTED' | 'CANCELLED' | 'SHIPPED' | 'DELIVERED';
+  status:
+    | 'PENDING'
+    | 'CONFIRMED'
+    | 'REJECTED'
+    | 'CANCELLING'
+    | 'CANCELLED'
+    | 'SHIPPED'
+    | 'DELIVERED'
+    | 'RETURN_REQUESTED'
+    | 'RETURN_RECEIVED'
+    | 'REFUNDED'
+    | 'REFUND_FAILED';
   reason: string | null;
   total: number;
   currency: string;
@@ -75,4 +86,4 @@ export function followOrder(client: ApolloClient, orderId: string, onChange: (or
 }
 
 /** Statuses after which nothing more happens to an order unless someone acts on it. */
-export const settledStatuses = new Set(['REJECTED', 'CANCELLED', 'DELIVERED']);
+export const settledStatuses = new Set(['REJECTED', 'CANCELLED', 'DELIVERED', 'REFUNDED', 'REFUND_FAILED']);

@@ -342,7 +342,8 @@ async function eventsBetween(client: pg.ClientBase, orderId: string, after: numb
   return rows;
 }
 
-interface SummaryRow {
+/** A row of `order_summaries` as node-postgres reads it. */
+export interface SummaryRow {
   order_id: string;
   customer_id: string;
   status: OrderSummary['status'];
@@ -363,7 +364,8 @@ async function loadSummaries(client: pg.ClientBase, orderIds: string[]): Promise
   return new Map(rows.map((row) => [row.order_id, summaryOf(row)]));
 }
 
-function summaryOf(row: SummaryRow): OrderSummary {
+/** The summary a row of `order_summaries` holds. */
+export function summaryOf(row: SummaryRow): OrderSummary {
   return {
     orderId: row.order_id,
     customerId: row.customer_id,
