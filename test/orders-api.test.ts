@@ -378,3 +378,39 @@ describe('cancelling an order', () => {
     expect(response.data).toEqual({ cancelOrder: { status: 'CANCELLED' } });
   });
 });
+
+describe('returning an order', () => {
+  const day = 86_400_000;
+  /** Places an order for alice and moves it to DELIVERED `deliveredDaysAgo` days ago, as the saga would. */
+  async function deliveredDaysAgo(days: number): Promise<string> {
+    const { id } = await placed(alice);
+    const causation = { correlationId: randomUUID(), causationId: randomUUID() };
+    const at = new Date(Date.now() - days * day).toISOString();
+    for (const command of [{ type: 'ConfirmOrder', at }, { type: 'MarkShipped', at }, { type: 'MarkDelivered', at }] as const) await orders.store.execute(id, command, causation);
+    return id;
+  }
+  const requestReturn = (who: Identity, id: string) => call(who, `mutation ($id: ID!) { requestReturn(id: $id) { status } }`, { id });
+
+  it('takes a return request within the window after delivery (30 days by default), and only from the order’s customer', async () => {
+    const id = await deliveredDaysAgo(29);
+    expectRefused(await requestReturn(bob, id), 'NOT_FOUND');
+    expect((await requestReturn(alice, id)).data).toEqual({ requestReturn: { status: 'RETURN_REQUESTED' } });
+    expect((await requestReturn(alice, id)).data).toEqual({ requestReturn: { status: 'RETURN_REQUESTED' } });
+  });
+
+  it('refuses it after the window with CONFLICT and reason RETURN_WINDOW_CLOSED, and writes nothing', async () => {
+    const id = await deliveredDaysAgo(31);
+    const before = (await orders.store.readStream(id)).length;
+    const refused = await requestReturn(alice, id);
+    expectRefused(refused, 'CONFLICT', undefined, /within 30 days of its delivery/);
+    expect(refused.errors![0]!.extensions).toMatchObject({ reason: 'RETURN_WINDOW_CLOSED' });
+    expect((await orders.store.readStream(id)).length).toBe(before);
+  });
+
+  it('lets only an admin record the returned parcel (FORBIDDEN at the subgraph too)', async () => {
+    const id = await deliveredDaysAgo(1);
+    await requestReturn(alice, id);
+    expectRefused(await call(alice, `mutation ($id: ID!) { receiveReturn(id: $id) { status } }`, { id }), 'FORBIDDEN');
+    expect((await call(admin, `mutation ($id: ID!) { receiveReturn(id: $id) { status } }`, { id })).data).toEqual({ receiveReturn: { status: 'RETURN_RECEIVED' } });
+  });
+});
