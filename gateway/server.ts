@@ -3,6 +3,8 @@
  * @apollo/server over node:http. Generic on purpose — any supergraph, any port, subgraph URLs
  * overridable — so third-party federation test suites can drive it.
  */
+import { createServiceMetrics, type ServiceMetrics } from '../platform/metrics/metrics.ts';
+import { metrics } from './plugins/metrics.ts';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { ApolloGateway } from '@apollo/gateway';
 import type { GatewayInterface } from '@apollo/server-gateway-interface';
@@ -132,7 +134,7 @@ function documentStoresOf(given: NonNullable<GatewayOptions['trustedDocuments']>
 }
 
 /** The gateway's own plugins, in the order they run; `options.plugins` come after them. */
-export function gatewayPlugins(options: GatewayOptions, subgraphs: { accountsUrl?: string } = {}): GatewayPlugin[] {
+export function gatewayPlugins(options: GatewayOptions, subgraphs: { accountsUrl?: string } = {}, observability: { metrics?: ServiceMetrics } = {}): GatewayPlugin[] {
   const origins = new OriginPolicy(allowedOriginsFrom(options.corsOrigins ?? [], options.production));
   const clients = clientRegistry({ ...options.clients, production: options.production });
   return [
@@ -166,6 +168,8 @@ export function gatewayPlugins(options: GatewayOptions, subgraphs: { accountsUrl
     identitySigning({ signer: options.identitySigner }),
     requestTracing(),
     subgraphTimeout(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
+    // What operators see (/metrics): outside the guards below, so a fetch's time includes its retries.
+    ...(observability.metrics ? [metrics({ registry: observability.metrics.registry })] : []),
     // Then, around each fetch: share identical ones, and guard each subgraph (retry, breaker, bulkhead, timeout).
     deduplication(options.deduplication),
     resilience(options.resilience),
@@ -313,7 +317,8 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     // Endpoints come with their URL overrides already applied.
     buildService: (endpoint: SubgraphEndpoint) => dataSource(endpoint.name, endpoint.url),
   });
-  const plugins = gatewayPlugins(options, { accountsUrl: federation.endpoints.get('accounts')?.url });
+  const serviceMetrics = createServiceMetrics('gateway');
+  const plugins = gatewayPlugins(options, { accountsUrl: federation.endpoints.get('accounts')?.url }, { metrics: serviceMetrics });
   core = new GatewayCore({
     schema: federation.apiSchema,
     plugins,
@@ -431,6 +436,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     context: (request) => gatewayContextOf(request, pipeline),
     isReady: () => ready,
     onRequest: (request, response) => pipeline.handleHttpRequest({ request, response }),
+    metrics: serviceMetrics,
     intercept: admitHttp,
     routes: {
       ...(options.production ? {} : explorerRoutes(options.explorer)),

@@ -3,6 +3,7 @@
  * (`executeHTTPGraphQLRequest`) plus the few things a server needs around it — a body size limit,
  * extra routes such as `/health`, and a graceful close. Shared by the gateway and every subgraph.
  */
+import type { ServiceMetrics } from '../metrics/metrics.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
@@ -29,6 +30,8 @@ export interface GraphQLHttpOptions<TContext extends BaseContext> {
   requestTimeoutMs?: number;
   /** Other routes by exact path, e.g. `{ '/health': … }`. */
   routes?: Record<string, Route>;
+  /** Counts and times every request by route, and serves them at `/metrics` (platform/metrics). */
+  metrics?: ServiceMetrics;
   /** While this answers false, GraphQL requests get 503 (e.g. the supergraph is still loading). */
   isReady?: () => boolean;
   /**
@@ -222,10 +225,18 @@ async function serveGraphQL<TContext extends BaseContext>(
 export function createGraphQLHttpServer<TContext extends BaseContext>(options: GraphQLHttpOptions<TContext>): Server {
   const graphqlPath = options.graphqlPath ?? '/graphql';
   // Request timeouts are enforced by a sweep every connectionsCheckingInterval (30 s by default).
+  const metrics = options.metrics;
+  const routes: Record<string, Route> = { ...options.routes, ...(metrics ? { '/metrics': (request, response) => metrics.serve(request, response) } : {}) };
   const server = createServer({ connectionsCheckingInterval: 1_000 }, (request, response) => {
     const url = new URL(request.url ?? '/', 'http://localhost');
+    if (metrics) {
+      // The route label is one of the server's own paths: a scan of random URLs adds no series.
+      const routeLabel = url.pathname === graphqlPath || Object.hasOwn(routes, url.pathname) ? url.pathname : 'other';
+      const started = process.hrtime.bigint();
+      response.once('finish', () => metrics.observeHttp(routeLabel, request.method ?? 'GET', response.statusCode, Number(process.hrtime.bigint() - started) / 1e9));
+    }
     const handle = async () => {
-      const route = options.routes?.[url.pathname];
+      const route = routes[url.pathname];
       if (route) return route(request, response);
       if (url.pathname === graphqlPath) {
         if (options.onRequest && (await options.onRequest(request, response))) return;

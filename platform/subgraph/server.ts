@@ -16,6 +16,7 @@ import { formatErrorForClient } from '../errors/masking.ts';
 import { retryableStatus } from '../graphql/overload-status.ts';
 import { rejectInvalidText } from '../graphql/text-input.ts';
 import { createGraphQLHttpServer, close, listen, sendJson, type Route } from '../http/graphql-http.ts';
+import { createServiceMetrics } from '../metrics/metrics.ts';
 import { gatewayIdentityHeader, verifyGatewayIdentity } from '../identity/gateway-identity.ts';
 import type { Identity } from '../identity/identity.ts';
 import type { Causation } from '../events/envelope.ts';
@@ -128,6 +129,7 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
     return identity;
   };
   const http: Server = createGraphQLHttpServer<TContext>({
+    metrics: createServiceMetrics(options.name),
     apollo,
     // A request through the gateway has its document's structure checked before Apollo Server
     // validates it; anything else is left to Apollo Server and the context (401 without identity).
