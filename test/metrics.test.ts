@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedDemoData } from '../scripts/demo/seed.ts';
+import { deterministicUuid } from '../platform/ids.ts';
+import { demoUsers } from '../scripts/demo/data.ts';
 import { graphql } from './support/graphql.ts';
+import { placeOrder } from './support/orders.ts';
+import { waitFor } from './support/wait.ts';
 import { scrape, valueOf, type Sample } from './support/prometheus.ts';
 import { startStack, type Stack } from './support/stack.ts';
 
@@ -10,7 +14,7 @@ describe('/metrics on the gateway and the subgraphs (Prometheus text format)', (
   const catalogBase = () => stack.subgraphs.catalog.url.replace(/\/graphql$/, '/');
 
   beforeAll(async () => {
-    stack = await startStack();
+    stack = await startStack({ eventBus: 'postgres' });
     await seedDemoData(stack.databaseUrls);
   }, 120_000);
   afterAll(() => stack?.stop());
@@ -54,5 +58,32 @@ describe('/metrics on the gateway and the subgraphs (Prometheus text format)', (
     const routes = new Set(samples.filter((sample) => sample.name === 'http_requests_total').map((sample) => sample.labels.route));
     expect([...routes].every((route) => ['/graphql', '/metrics', '/health', '/ready', 'other'].includes(route!) || route!.startsWith('/graphql/'))).toBe(true);
     expect(valueOf(samples, 'http_requests_total', { service: 'gateway', route: 'other', code: '404' })).toBeGreaterThanOrEqual(3);
+  });
+
+  it('shows the event flow and the saga of one order: outbox published, replies handled, each saga step left once', async () => {
+    const ordersBase = stack.subgraphs.orders.url.replace(/\/graphql$/, '/');
+    const before = await scrape(ordersBase);
+    const customer = await stack.tokenFor({ customerId: deterministicUuid('customer', demoUsers.customer.email) });
+    const id = await placeOrder(stack.gatewayUrl, customer, { paymentToken: 'tok_visa' });
+    await waitFor('CONFIRMED', async () => ((await graphql(stack.gatewayUrl, { query: `{ order(id: "${id}") { status } }`, token: customer })).data?.order?.status === 'CONFIRMED' ? true : undefined));
+    const after = await waitFor('the outbox drained', async () => {
+      const samples = await scrape(ordersBase);
+      return valueOf(samples, 'outbox_backlog_events') === 0 ? samples : undefined;
+    });
+
+    // The saga: reserve → authorize → create the shipment → wait for dispatch, each step left once.
+    for (const [step, outcome] of [['RESERVING_STOCK', 'AUTHORIZING_PAYMENT'], ['AUTHORIZING_PAYMENT', 'CREATING_SHIPMENT'], ['CREATING_SHIPMENT', 'AWAITING_DISPATCH']]) {
+      expect(delta(before, after, 'order_saga_step_duration_seconds_count', { step: step!, outcome: outcome! }), `${step} → ${outcome}`).toBe(1);
+    }
+    // Its three replies (StockReserved, PaymentAuthorized, ShipmentCreated) handled by the orders consumer, none failed.
+    expect(delta(before, after, 'event_deliveries_total', { consumer: 'orders', outcome: 'handled' })).toBe(3);
+    expect(delta(before, after, 'event_deliveries_total', { consumer: 'orders', outcome: 'failed' })).toBe(0);
+    // OrderPlaced, ReserveStock, AuthorizePayment, CreateShipment, OrderConfirmed: published, each with its delay.
+    expect(delta(before, after, 'outbox_published_events_total', { service: 'orders' })).toBe(5);
+    expect(delta(before, after, 'outbox_publish_delay_seconds_count', { service: 'orders' })).toBe(5);
+    expect(valueOf(after, 'outbox_oldest_unpublished_age_seconds', { service: 'orders' })).toBe(0);
+    expect(valueOf(after, 'event_bus_status_scrape_ok', { service: 'orders' })).toBe(1);
+    expect(after.some((sample) => sample.name === 'event_consumer_lag_events' && sample.labels.consumer === 'orders')).toBe(true);
+    expect(valueOf(after, 'event_dead_letters', { consumer: 'orders' })).toBe(0);
   });
 });

@@ -1,4 +1,6 @@
 /** What every context's `start…Subgraph` takes and returns. */
+import { createEventMetrics } from '../metrics/event-metrics.ts';
+import { createServiceMetrics, type ServiceMetrics } from '../metrics/metrics.ts';
 import { readFileSync } from 'node:fs';
 import { parse, type DocumentNode } from 'graphql';
 import type { IncomingMessage } from 'node:http';
@@ -58,6 +60,8 @@ interface ContextDatabase {
 }
 
 export interface ContextSubgraphSpec<TContext extends RequestScope> {
+  /** The process's metrics (the context may register its own in them first). @default createServiceMetrics(name) */
+  metrics?: ServiceMetrics;
   name: string;
   /** `import.meta.url` of the context's module; its `schema.graphql` sits beside it. */
   moduleUrl: string;
@@ -85,8 +89,10 @@ export async function startContextSubgraph<TContext extends RequestScope>(
   options: ContextSubgraphOptions,
   spec: ContextSubgraphSpec<TContext>,
 ): Promise<RunningContextSubgraph> {
+  const metrics = spec.metrics ?? createServiceMetrics(spec.name);
   const running = await startSubgraph<TContext>({
     name: spec.name,
+    metrics,
     typeDefs: loadTypeDefs(spec.moduleUrl),
     // Mutations wait their turn in the context's write queue; beyond it, SERVICE_OVERLOADED (docs/decisions/0016).
     resolvers: queueMutations(spec.resolvers, new WriteQueue({ name: spec.name })),
@@ -108,11 +114,12 @@ export async function startContextSubgraph<TContext extends RequestScope>(
     if (bus) {
       // Every consumer exists before this context publishes anything (see events/consumers.ts).
       await declareConsumers(bus);
-      for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, consumer.handle));
+      const events = createEventMetrics(metrics.registry, { db: spec.db, bus, consumers: (spec.consumers ?? []).map((consumer) => consumer.name) });
+      for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, events.consuming(consumer.name, consumer.handle)));
       relay = new OutboxRelay({
         // Pipelined on NATS: republishing an outbox after a broker loss (decision 0018).
         ...(bus.kind === 'nats' ? natsRelayPacing : {}),
-        ...options.relay, name: spec.name, databaseUrl: options.databaseUrl, publish: (event) => bus.publish(event),
+        ...options.relay, name: spec.name, databaseUrl: options.databaseUrl, publish: events.publishing((event) => bus.publish(event)),
         // What the broker lost is published again from the outbox (docs/decisions/0018).
         brokerStoredSince: () => bus.storedSince(),
       }).start();

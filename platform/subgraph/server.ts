@@ -16,7 +16,7 @@ import { formatErrorForClient } from '../errors/masking.ts';
 import { retryableStatus } from '../graphql/overload-status.ts';
 import { rejectInvalidText } from '../graphql/text-input.ts';
 import { createGraphQLHttpServer, close, listen, sendJson, type Route } from '../http/graphql-http.ts';
-import { createServiceMetrics } from '../metrics/metrics.ts';
+import { createServiceMetrics, type ServiceMetrics } from '../metrics/metrics.ts';
 import { gatewayIdentityHeader, verifyGatewayIdentity } from '../identity/gateway-identity.ts';
 import type { Identity } from '../identity/identity.ts';
 import type { Causation } from '../events/envelope.ts';
@@ -42,6 +42,8 @@ export interface RequestScope {
 
 export interface SubgraphOptions<TContext extends RequestScope> {
   name: string;
+  /** The process's metrics, served at `/metrics`. @default createServiceMetrics(name) */
+  metrics?: ServiceMetrics;
   typeDefs: DocumentNode;
   resolvers: GraphQLResolverMap<TContext>;
   /**
@@ -128,8 +130,9 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
     }
     return identity;
   };
+  const metrics = options.metrics ?? createServiceMetrics(options.name);
   const http: Server = createGraphQLHttpServer<TContext>({
-    metrics: createServiceMetrics(options.name),
+    metrics,
     apollo,
     // A request through the gateway has its document's structure checked before Apollo Server
     // validates it; anything else is left to Apollo Server and the context (401 without identity).

@@ -10,6 +10,7 @@ import {
   type ContextSubgraphOptions,
   type RunningContextSubgraph,
 } from '../../platform/subgraph/context-subgraph.ts';
+import { createServiceMetrics, type ServiceMetrics } from '../../platform/metrics/metrics.ts';
 import type { RequestScope } from '../../platform/subgraph/server.ts';
 import { ordersConsumerName, priceCopyHandlers } from './consumers/catalog-prices.ts';
 import type { OrdersContext } from './context.ts';
@@ -32,6 +33,8 @@ export interface OrdersServices {
   clock: () => Date;
   databaseUrl: string;
   eventBus?: EventBus;
+  /** The process's metrics (/metrics), for the saga's own. */
+  metrics: ServiceMetrics;
 }
 
 /** The saga's hooks into the orders context. */
@@ -75,7 +78,8 @@ export async function startOrdersSubgraph(options: OrdersSubgraphOptions): Promi
   const { db, statements } = connectOrdersDatabase(options.databaseUrl);
   const clock = options.clock ?? (() => new Date());
   const store = new OrderStore(db, options.snapshotEvery === undefined ? {} : { snapshotEvery: options.snapshotEvery });
-  const services: OrdersServices = { db, store, clock, databaseUrl: options.databaseUrl, ...(options.eventBus ? { eventBus: options.eventBus } : {}) };
+  const metrics = createServiceMetrics('orders');
+  const services: OrdersServices = { db, store, clock, databaseUrl: options.databaseUrl, metrics, ...(options.eventBus ? { eventBus: options.eventBus } : {}) };
   const projectionFeed = new OrderProjectionFeed({ databaseUrl: options.databaseUrl });
   let saga: SagaWiring = {};
   let running: RunningContextSubgraph;
@@ -83,6 +87,7 @@ export async function startOrdersSubgraph(options: OrdersSubgraphOptions): Promi
     saga = (await options.saga?.(services)) ?? {};
     running = await startContextSubgraph<OrdersContext>(options, {
       name: 'orders',
+      metrics,
       moduleUrl: import.meta.url,
       db,
       statements,

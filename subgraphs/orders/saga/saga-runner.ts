@@ -6,6 +6,7 @@
  * flight up where it stood.
  */
 import { randomUUID } from 'node:crypto';
+import client from 'prom-client';
 import { commandId, type SagaCommandType } from '../../../platform/events/contracts/order-saga.ts';
 import { createEnvelope, type Causation, type EventEnvelope } from '../../../platform/events/envelope.ts';
 import { appendToOutbox, type OutboxTransaction } from '../../../platform/events/outbox.ts';
@@ -44,12 +45,16 @@ export interface SagaRunnerOptions {
    * times out. @default defaultStepTimeoutMs (30 s)
    */
   stepTimeoutMs?: number;
+  /** Where the saga's metrics go (steps by outcome, time in each step). @default none */
+  registry?: client.Registry;
 }
 
 interface SagaRow {
   order_id: string;
   data: SagaState & { correlationId: string };
   version: number;
+  /** When the saga last moved: the time spent in its step so far. */
+  updated_at: Date;
 }
 
 const sagaReplies: ReadonlySet<string> = new Set([
@@ -70,11 +75,24 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
     options: SagaRunnerOptions = {},
   ) {
     this.stepTimeoutMs = options.stepTimeoutMs ?? defaultStepTimeoutMs;
+    if (options.registry) {
+      const registers = [options.registry];
+      this.steps = new client.Histogram({
+        name: 'order_saga_step_duration_seconds',
+        help: 'Time an order saga spent in a step, by step and the step it moved to (its outcome).',
+        labelNames: ['step', 'outcome'] as const,
+        buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3_600, 86_400],
+        registers,
+      });
+    }
   }
+
+  /** Each step left, by step and outcome, with the time spent in it (when metrics are on). */
+  private readonly steps: client.Histogram<'step' | 'outcome'> | undefined;
 
   /** Starts the saga of a just-placed order, inside the transaction that placed it. */
   async start(tx: Tx, initial: Omit<SagaState, 'step'>, causation: Causation): Promise<void> {
-    await this.apply(tx, startSaga(initial), 0, causation, true);
+    await this.apply(tx, startSaga(initial), undefined, causation);
   }
 
   /** Moves the saga of the order a reply is about; a reply for no saga is ignored. */
@@ -100,7 +118,7 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
         // An order without a saga (none should exist) is cancelled by its own rules alone.
         return (await this.orders.executeInTransaction(tx, orderId, { type: 'CancelOrder', reason: 'CUSTOMER_CANCELLED', at: new Date().toISOString() }, causation)).order;
       }
-      return (await this.apply(tx, react(row.data, { type: 'CancellationRequested' }), row.version, causation)) ?? requested.order;
+      return (await this.apply(tx, react(row.data, { type: 'CancellationRequested' }), row, causation)) ?? requested.order;
     });
   }
 
@@ -115,7 +133,7 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
       const decision = react(row.data, { type: 'ReturnReceived' });
       // Received already (a retry), or a saga that cannot take a return: the order's rules answer.
       if (decision.orderTransition?.type !== 'ReceiveReturn') return (await this.orders.executeInTransaction(tx, orderId, { type: 'ReceiveReturn', at: new Date().toISOString() }, causation)).order;
-      return (await this.apply(tx, decision, row.version, causation)) ?? null;
+      return (await this.apply(tx, decision, row, causation)) ?? null;
     });
   }
 
@@ -129,33 +147,37 @@ export class OrderSagaRunner<Tx extends SagaTransaction> {
     const before = options.deadlineBefore ?? null;
     return this.db.$transaction(async (tx) => {
       const overdue = await tx.$queryRaw<SagaRow[]>`
-        SELECT order_id, data, version FROM order_sagas
+        SELECT order_id, data, version, updated_at FROM order_sagas
         WHERE status = 'RUNNING' AND deadline_at <= now() AND (${before}::timestamptz IS NULL OR deadline_at < ${before}::timestamptz)
         ORDER BY deadline_at LIMIT 20 FOR UPDATE SKIP LOCKED`;
       for (const row of overdue) {
         this.log.info('saga step missed its deadline', { orderId: row.order_id, step: row.data.step });
-        await this.apply(tx, react(row.data, { type: 'DeadlinePassed' }), row.version, { correlationId: row.data.correlationId, causationId: randomUUID() });
+        await this.apply(tx, react(row.data, { type: 'DeadlinePassed' }), row, { correlationId: row.data.correlationId, causationId: randomUUID() });
       }
       return overdue.length;
     });
   }
 
   private async lock(tx: Tx, orderId: string): Promise<SagaRow | undefined> {
-    const [row] = await tx.$queryRaw<SagaRow[]>`SELECT order_id, data, version FROM order_sagas WHERE order_id = ${orderId}::uuid FOR UPDATE`;
+    const [row] = await tx.$queryRaw<SagaRow[]>`SELECT order_id, data, version, updated_at FROM order_sagas WHERE order_id = ${orderId}::uuid FOR UPDATE`;
     return row;
   }
 
   private async advance(tx: Tx, orderId: string, message: SagaMessage, causation: Causation): Promise<boolean> {
     const row = await this.lock(tx, orderId);
     if (!row) return false;
-    await this.apply(tx, react(row.data, message), row.version, causation);
+    await this.apply(tx, react(row.data, message), row, causation);
     return true;
   }
 
   /** Persists a decision: the saga's state, its commands, the order's transition. Returns the order when it moved. */
-  private async apply(tx: Tx, decision: SagaDecision, previousVersion: number, causation: Causation, insert = false): Promise<OrderState | undefined> {
+  private async apply(tx: Tx, decision: SagaDecision, previous: SagaRow | undefined, causation: Causation): Promise<OrderState | undefined> {
     const { state } = decision;
-    const version = previousVersion + 1;
+    const insert = previous === undefined;
+    const version = (previous?.version ?? 0) + 1;
+    if (previous && previous.data.step !== state.step) {
+      this.steps?.observe({ step: previous.data.step, outcome: state.step }, Math.max(0, (Date.now() - new Date(previous.updated_at).getTime()) / 1000));
+    }
     const data = JSON.stringify({ ...state, correlationId: causation.correlationId });
     const status = isFinished(state.step) ? 'DONE' : 'RUNNING';
     const deadline = decision.awaitsDeadline ? new Date(Date.now() + this.stepTimeoutMs) : null;

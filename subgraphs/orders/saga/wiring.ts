@@ -18,8 +18,8 @@ import { OrderSagaRunner, type SagaRunnerOptions } from './saga-runner.ts';
 export type OrderSagaOptions = SagaRunnerOptions & DeadlineSweeperOptions;
 
 export function orderSaga(options: OrderSagaOptions = {}): (services: OrdersServices) => SagaWiring {
-  return ({ db, store, eventBus }) => {
-    const runner = new OrderSagaRunner<OrdersTransaction>(db, store, options);
+  return ({ db, store, eventBus, metrics }) => {
+    const runner = new OrderSagaRunner<OrdersTransaction>(db, store, { ...options, registry: metrics.registry });
     const replies = eventBus ? { bus: eventBus, consumer: ordersConsumerName } : undefined;
     const sweeper = new DeadlineSweeper<OrdersTransaction>(db, runner, replies, options).start();
     const onReply: EventHandler = async (event: EventEnvelope) => {
