@@ -2,7 +2,8 @@
  * The gateway as a process:
  *   node --import tsx gateway/main.ts [--supergraph schema/supergraph.graphql] [--port 4000]
  *     [--host 0.0.0.0] [--subgraph-url name=url …]
- * Flags win over the environment (SUPERGRAPH_PATH, GATEWAY_PORT, GATEWAY_HOST, SUBGRAPH_URL_<NAME>).
+ * Flags win over the environment (SUPERGRAPH_PATH, GATEWAY_PORT, GATEWAY_HOST, SUBGRAPH_URL_<NAME>); both are
+ * checked against platform/config/schema.ts before anything starts.
  * Subscriptions: GATEWAY_MAX_SUBSCRIPTIONS_PER_CONNECTION (100), GATEWAY_MAX_CONNECTIONS_PER_CALLER (20),
  * GATEWAY_CONNECTION_INIT_TIMEOUT_MS (3000), GATEWAY_KEEPALIVE_MS (12000), SUBSCRIPTION_UPSTREAM_RECONNECT_BUDGET_MS (60000).
  * Operation limits: GATEWAY_MAX_DEPTH, GATEWAY_MAX_ALIASES, GATEWAY_MAX_ROOT_FIELDS, GATEWAY_MAX_DIRECTIVES,
@@ -21,6 +22,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { generateKeyPair } from 'jose';
 import { intFromEnv, isProduction, keyNames, readSecret } from '../platform/config.ts';
+import { checkConfiguration } from '../platform/config/validation.ts';
 import { clientRegistryOptionsFromEnv } from './plugins/client-awareness.ts';
 import { demandControlOptionsFromEnv } from './plugins/demand-control.ts';
 import { rateLimitsOptionsFromEnv } from './plugins/rate-limits.ts';
@@ -35,6 +37,29 @@ import { stopOnSignals } from '../platform/process/lifecycle.ts';
 import { gatewayMaxBodyBytes, startGateway } from './server.ts';
 
 const log = createLogger('gateway');
+
+/**
+ * The flags as the variables they stand for (`--port` is GATEWAY_PORT, `--subgraph-url name=url`
+ * is SUBGRAPH_URL_<NAME>), so that one check of the schema covers both, naming the flag.
+ */
+function flagsAsVariables(values: { supergraph?: string; port?: string; host?: string; 'subgraph-url'?: string[] }) {
+  const env: Record<string, string> = {};
+  const givenAs: Record<string, string> = {};
+  const add = (name: string, value: string | undefined, flag: string) => {
+    if (value === undefined) return;
+    env[name] = value;
+    givenAs[name] = flag;
+  };
+  add('SUPERGRAPH_PATH', values.supergraph, '--supergraph');
+  add('GATEWAY_PORT', values.port, '--port');
+  add('GATEWAY_HOST', values.host, '--host');
+  for (const flag of values['subgraph-url'] ?? []) {
+    const [name, url] = flag.split(/=(.*)/s);
+    if (!name || !url) throw new Error(`--subgraph-url takes name=url, got "${flag}"`);
+    add(`SUBGRAPH_URL_${name.toUpperCase()}`, url, `--subgraph-url ${name}`);
+  }
+  return { env, givenAs };
+}
 
 function subgraphUrlsFrom(flags: string[]): Record<string, string> {
   const urls: Record<string, string> = {};
@@ -69,6 +94,9 @@ try {
       'subgraph-url': { type: 'string', multiple: true },
     },
   });
+  // Before anything starts: a bad value, or a subgraph's name misspelled, stops the gateway here.
+  const flags = flagsAsVariables(values);
+  checkConfiguration({ ...process.env, ...flags.env }, ['gateway'], { givenAs: flags.givenAs });
   const production = isProduction();
   const supergraphPath = values.supergraph ?? process.env.SUPERGRAPH_PATH ?? 'schema/supergraph.graphql';
   const tokenKey = readSecret(keyNames.authTokenPublic);

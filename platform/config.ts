@@ -1,6 +1,8 @@
 /**
  * Configuration read from the environment, in one place so that the README's table and the code
- * cannot drift apart. Every reader documents its variable and its default.
+ * cannot drift apart. Every reader documents its variable and its default. Which raw values are
+ * valid is said once, in platform/config/schema.ts, and checked when a process starts
+ * (platform/config/validation.ts), so these readers only turn valid values into options.
  */
 import { readFileSync } from 'node:fs';
 import { contextNames, type ContextName } from './contexts.ts';
@@ -22,9 +24,24 @@ export function isProduction(env: Env = process.env): boolean {
  */
 export function databaseUrlFor(context: ContextName, env: Env = process.env): string | undefined {
   const own = env[`${context.toUpperCase()}_DATABASE_URL`];
-  if (own) return own;
+  if (own) return withDatabasePassword(own, env);
   if (!env.DATABASE_URL) return undefined;
-  return deriveDatabaseUrl(env.DATABASE_URL, context);
+  return deriveDatabaseUrl(withDatabasePassword(env.DATABASE_URL, env), context);
+}
+
+/**
+ * The URL with `DATABASE_PASSWORD` (or the file named by `DATABASE_PASSWORD_FILE`, as compose
+ * and Kubernetes mount secrets; one trailing newline dropped) as its password, so that the
+ * password need not be written into a URL in plain text. Like libpq's PGPASSWORD it only fills
+ * in: a URL that carries its own password keeps it.
+ */
+export function withDatabasePassword(databaseUrl: string, env: Env = process.env): string {
+  const password = readSecret('DATABASE_PASSWORD', env)?.replace(/\r?\n$/, '');
+  if (!password) return databaseUrl;
+  const url = new URL(databaseUrl);
+  if (url.password) return databaseUrl;
+  url.password = encodeURIComponent(password);
+  return url.toString();
 }
 
 /** `postgres://h:5432/commerce` + `accounts` → `postgres://h:5432/commerce_accounts`. */

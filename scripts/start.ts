@@ -12,6 +12,7 @@
 import { resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { databaseUrlFor, deriveDatabaseUrl, eventBusDatabaseFromContexts, intFromEnv, isProduction } from '../platform/config.ts';
+import { checkConfiguration } from '../platform/config/validation.ts';
 import { contexts, defaultPortOf, type ContextName } from '../platform/contexts.ts';
 import { startEmbeddedPostgres, type RunningPostgres } from '../platform/database/embedded.ts';
 import { applyMigrations, migrationsDirOf } from '../platform/database/migrations.ts';
@@ -107,7 +108,9 @@ async function main(): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.on(signal, () => void shutdown(0));
 
   try {
-    // Before anything starts: a production start without the admin password fails at once.
+    // Before anything starts: every service's configuration, as they will be given it, and a
+    // production start without the admin password, fail at once.
+    checkConfiguration(process.env, ['start', 'gateway', 'subgraphs']);
     const seeding = demoSeeding();
     const db = await databases((line) => {
       say(line);

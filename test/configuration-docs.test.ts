@@ -11,12 +11,17 @@
  * - per-context names built as `${context.toUpperCase()}_SUFFIX`, expanded over the contexts.
  * Names computed any other way (a loop over a list, `SUBGRAPH_URL_<NAME>` matched by a regular
  * expression) are not seen: keep those documented by hand.
+ * The table is also held equal to the schema that checks every value at start
+ * (platform/config/schema.ts, docs/decisions/0032): a row for each of its variables, and each row's
+ * variable in it; and every read found above must be a variable of that schema.
  */
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { keyNames } from '../platform/config.ts';
+import { subgraphUrlPrefix, variables } from '../platform/config/schema.ts';
+import { variableOf } from '../platform/config/validation.ts';
 import { contextNames } from '../platform/contexts.ts';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -102,6 +107,38 @@ describe('the configuration table in README.md', () => {
     const undocumented = [...byName].filter(([name]) => !inBackticks(readme, name)).map(([name, at]) => `${name} (read at ${at.join(', ')})`).sort();
 
     expect(undocumented, 'environment variables read by the code but missing from README.md').toEqual([]);
+  });
+});
+
+/** The names in the first column of the table under README.md's "## Configuration", as written. */
+function configurationTableNames(readme: string): string[] {
+  const start = readme.indexOf('\n## Configuration\n');
+  const end = readme.indexOf('\n## ', start + 1);
+  const rows = readme.slice(start, end === -1 ? undefined : end).split('\n').filter((line) => line.startsWith('| `'));
+  return rows.flatMap((row) => [...row.split('|')[1]!.matchAll(/`([^`]+)`/g)].map((span) => span[1]!));
+}
+
+describe('the configuration schema (platform/config/schema.ts) and the README table', () => {
+  const tableNames = configurationTableNames(readFileSync(join(root, 'README.md'), 'utf8'));
+  // SUBGRAPH_URL_<NAME> is one row of the table and one pattern of the schema.
+  const schemaNames = [...Object.keys(variables), `${subgraphUrlPrefix}<NAME>`];
+
+  it('has a row of the table for every variable of the schema', () => {
+    expect(schemaNames.filter((name) => !tableNames.includes(name)), 'in the schema but not in the table').toEqual([]);
+  });
+
+  it('has every variable of the table in the schema, so each is checked at start', () => {
+    expect(tableNames.filter((name) => !schemaNames.includes(name)), 'in the table but not in the schema').toEqual([]);
+  });
+
+  it('knows every environment variable that the code reads', () => {
+    const unknown = readsInTree().filter((read) => !variableOf(read.name)).map((read) => `${read.name} (read at ${read.at})`);
+    expect(unknown, 'read by the code but not in platform/config/schema.ts').toEqual([]);
+  });
+
+  it('finds the table, with the rows of both ends of it', () => {
+    expect(tableNames).toContain('NODE_ENV');
+    expect(tableNames).toContain('MIGRATE_SERVER_URL');
   });
 });
 

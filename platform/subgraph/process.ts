@@ -1,8 +1,10 @@
 /**
- * Runs one context's subgraph as a process: reads the environment, creates and migrates its
+ * Runs one context's subgraph as a process: checks and reads the environment (a context's own
+ * variables are read in `start`, which runs after the check), creates and migrates its
  * database (unless `MIGRATE_ON_START=false`), starts it, and stops it cleanly on SIGTERM/SIGINT.
  */
 import { databaseUrlFor, intFromEnv, isProduction, keyNames, requireSecret } from '../config.ts';
+import { checkConfiguration } from '../config/validation.ts';
 import { defaultPortOf, type ContextName } from '../contexts.ts';
 import { applyMigrations, migrationsDirOf } from '../database/migrations.ts';
 import { ensureDatabase } from '../database/provision.ts';
@@ -16,6 +18,7 @@ import type { RunningSubgraph } from './server.ts';
 export async function runContextProcess(context: ContextName, start: (base: ContextSubgraphOptions) => Promise<RunningSubgraph>): Promise<void> {
   const log = createLogger(context);
   try {
+    checkConfiguration(process.env, ['subgraphs']);
     const databaseUrl = databaseUrlFor(context);
     if (!databaseUrl) throw new Error(`Set ${context.toUpperCase()}_DATABASE_URL or DATABASE_URL`);
     if (process.env.MIGRATE_ON_START !== 'false') {

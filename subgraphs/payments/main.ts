@@ -7,5 +7,7 @@ import { runContextProcess } from '../../platform/subgraph/process.ts';
 import { defaultSlowTokenDelayMs } from './infrastructure/simulated-provider.ts';
 import { startPaymentsSubgraph } from './subgraph.ts';
 
-const slowTokenDelayMs = intFromEnv('PAYMENT_PROVIDER_SLOW_DELAY_MS', defaultSlowTokenDelayMs);
-await runContextProcess('payments', (base) => startPaymentsSubgraph({ ...base, simulatedProvider: { slowTokenDelayMs } }));
+// Read inside `start`, after runContextProcess has checked the environment against the schema.
+await runContextProcess('payments', (base) =>
+  startPaymentsSubgraph({ ...base, simulatedProvider: { slowTokenDelayMs: intFromEnv('PAYMENT_PROVIDER_SLOW_DELAY_MS', defaultSlowTokenDelayMs) } }),
+);
