@@ -18,9 +18,16 @@ RUN npm ci --ignore-scripts --no-audit --no-fund \
 COPY . .
 RUN npm run generate
 
-# /keys is where the compose `keys` volume is mounted. Docker seeds an empty named volume with the
-# owner of the image's directory, which lets the non-root `keys` job write into it.
-RUN mkdir -p /keys && chown node:node /keys
+# /keys and /secrets/* are where the compose `keys` job mounts the key pairs' volume and the one
+# volume per secret it fills (docker-compose.yml). Docker seeds an empty named volume with the
+# owner of the image's directory, which lets the non-root job write into them; a volume mounted
+# where the image has no directory would belong to root.
+RUN mkdir -p /keys /secrets/auth-token-private /secrets/auth-token-public \
+    /secrets/gateway-identity-private /secrets/gateway-identity-public /secrets/database-password \
+    /secrets/grafana-admin-password \
+  && chown node:node /keys /secrets/auth-token-private /secrets/auth-token-public \
+    /secrets/gateway-identity-private /secrets/gateway-identity-public /secrets/database-password \
+    /secrets/grafana-admin-password
 
 ENV NODE_ENV=production
 

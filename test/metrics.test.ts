@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { seedDemoData } from '../scripts/demo/seed.ts';
 import { deterministicUuid } from '../platform/ids.ts';
@@ -5,7 +6,7 @@ import { demoUsers } from '../scripts/demo/data.ts';
 import { graphql } from './support/graphql.ts';
 import { placeOrder } from './support/orders.ts';
 import { waitFor } from './support/wait.ts';
-import { scrape, valueOf, type Sample } from './support/prometheus.ts';
+import { declaredSeries, scrape, valueOf, type Sample } from './support/prometheus.ts';
 import { startStack, type Stack } from './support/stack.ts';
 
 describe('/metrics on the gateway and the subgraphs (Prometheus text format)', () => {
@@ -85,5 +86,21 @@ describe('/metrics on the gateway and the subgraphs (Prometheus text format)', (
     expect(valueOf(after, 'event_bus_status_scrape_ok', { service: 'orders' })).toBe(1);
     expect(after.some((sample) => sample.name === 'event_consumer_lag_events' && sample.labels.consumer === 'orders')).toBe(true);
     expect(valueOf(after, 'event_dead_letters', { consumer: 'orders' })).toBe(0);
+  });
+
+  it('draws the Grafana dashboard only from series the gateway and the subgraphs export', async () => {
+    const dashboard = JSON.parse(readFileSync(new URL('../ops/grafana/dashboards/commerce.json', import.meta.url), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const exported = new Set((await Promise.all([gatewayBase(), catalogBase(), stack.subgraphs.orders.url.replace(/\/graphql$/, '/')].map((base) => declaredSeries(base)))).flatMap((names) => [...names]));
+    const missing: string[] = [];
+    for (const panel of dashboard.panels) {
+      for (const { expr } of panel.targets) {
+        // What is left once label matchers, ranges and `by (…)` are gone: functions (followed by a parenthesis) and metric names.
+        const bare = expr.replace(/\{[^}]*\}/g, '').replace(/\[[^\]]*\]/g, '').replace(/\bby \([^)]*\)/g, '');
+        for (const [, name] of bare.matchAll(/\b([a-z_][a-z0-9_]*)\b(?!\s*\()/g)) {
+          if (!exported.has(name!)) missing.push(`${panel.title}: ${name}`);
+        }
+      }
+    }
+    expect(missing).toEqual([]);
   });
 });

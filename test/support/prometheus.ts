@@ -35,3 +35,17 @@ export function valueOf(samples: readonly Sample[], name: string, labels: Record
     .filter((sample) => sample.name === name && Object.entries(labels).every(([key, value]) => sample.labels[key] === value))
     .reduce((sum, sample) => sum + sample.value, 0);
 }
+
+/**
+ * The series names an exposition declares (its `# TYPE` lines), with a histogram's `_bucket`,
+ * `_count` and `_sum`: what a query may name, even before a labelled series has a sample.
+ */
+export async function declaredSeries(baseUrl: string): Promise<Set<string>> {
+  const text = await (await fetch(new URL('/metrics', baseUrl))).text();
+  const names = new Set<string>();
+  for (const [, name, type] of text.matchAll(/^# TYPE (\S+) (\S+)$/gm)) {
+    names.add(name!);
+    if (type === 'histogram' || type === 'summary') for (const suffix of ['_bucket', '_count', '_sum']) names.add(`${name}${suffix}`);
+  }
+  return names;
+}

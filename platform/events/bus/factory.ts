@@ -7,7 +7,7 @@
  *    (`postgres://h/commerce` gives `commerce_events`), created if missing;
  * 4. else a clear error.
  */
-import { deriveDatabaseUrl } from '../../config.ts';
+import { deriveDatabaseUrl, withDatabasePassword } from '../../config.ts';
 import { ensureDatabase, redact } from '../../database/provision.ts';
 import type { EventBus } from '../bus.ts';
 import { createJetStreamBus, type JetStreamBusOptions } from './nats-jetstream.ts';
@@ -40,11 +40,13 @@ export async function createEventBus(env: Record<string, string | undefined> = p
   if (env.EVENT_BUS_DATABASE_URL) {
     // Created if missing too (npm start hands every service this URL); where this login may not
     // create databases, the adapter's own start says what is wrong with the URL.
-    await ensureDatabase(env.EVENT_BUS_DATABASE_URL).catch(() => {});
-    return createPostgresQueueBus({ ...options.postgres, databaseUrl: env.EVENT_BUS_DATABASE_URL });
+    const databaseUrl = withDatabasePassword(env.EVENT_BUS_DATABASE_URL, env);
+    await ensureDatabase(databaseUrl).catch(() => {});
+    return createPostgresQueueBus({ ...options.postgres, databaseUrl });
   }
   if (env.DATABASE_URL) {
-    const databaseUrl = deriveDatabaseUrl(env.DATABASE_URL, 'events');
+    // DATABASE_PASSWORD(_FILE) fills in the password, as it does for the contexts' databases.
+    const databaseUrl = deriveDatabaseUrl(withDatabasePassword(env.DATABASE_URL, env), 'events');
     try {
       await ensureDatabase(databaseUrl);
     } catch (error) {
