@@ -24,8 +24,8 @@ import { authenticateHttpRequest, gatewayContextOf } from './authentication.ts';
 import type { GatewayContext } from './context.ts';
 import { withoutAuthorizationDirectives } from './authorization/rules.ts';
 import { GatewayCore, operationRewriteOf } from './pipeline/core.ts';
-import type { ExecutionResult, GatewayPlugin, OperationRewrite, SubgraphHealth } from './pipeline/plugin.ts';
-import { GatewayRefusal, isRefusal, sendRefusal } from './pipeline/refusal.ts';
+import type { ExecutionResult, GatewayPlugin, OperationRewrite, SubgraphHealth, Transport } from './pipeline/plugin.ts';
+import { GatewayRefusal, isRefusal } from './pipeline/refusal.ts';
 import { PluginDataSource } from './pipeline/subgraph-data-source.ts';
 import { clientAppOf, clientAwareness, clientRegistry, type ClientRegistryOptions } from './plugins/client-awareness.ts';
 import { authorization, type AuthorizationOptions } from './plugins/authorization.ts';
@@ -37,6 +37,7 @@ import { demandControl, type DemandControlOptions } from './plugins/demand-contr
 import { explorerLanding, explorerRoutes, type ExplorerOptions } from './plugins/explorer.ts';
 import { identitySigning } from './plugins/identity-signing.ts';
 import { limitedParse, operationLimits } from './plugins/operation-limits.ts';
+import { accessLog } from './plugins/access-log.ts';
 import { requestTracing } from './plugins/request-tracing.ts';
 import { rateLimits, type RateLimitsOptions } from './plugins/rate-limits.ts';
 import { resilience, type ResilienceOptions } from './plugins/resilience.ts';
@@ -134,10 +135,16 @@ function documentStoresOf(given: NonNullable<GatewayOptions['trustedDocuments']>
 }
 
 /** The gateway's own plugins, in the order they run; `options.plugins` come after them. */
-export function gatewayPlugins(options: GatewayOptions, subgraphs: { accountsUrl?: string } = {}, observability: { metrics?: ServiceMetrics } = {}): GatewayPlugin[] {
+export function gatewayPlugins(
+  options: GatewayOptions,
+  subgraphs: { accountsUrl?: string } = {},
+  observability: { metrics?: ServiceMetrics; subgraphHealth?: () => ReadonlyMap<string, SubgraphHealth>; subscriptions?: () => SubscriptionStats } = {},
+): GatewayPlugin[] {
   const origins = new OriginPolicy(allowedOriginsFrom(options.corsOrigins ?? [], options.production));
   const clients = clientRegistry({ ...options.clients, production: options.production });
   return [
+    // First: the request's id, and its access log line whoever answers it (docs/decisions/0035).
+    accessLog(),
     // Development: a browser's GET /graphql gets the explorer's landing page, before anything reads its cookie.
     ...(options.production ? [] : [explorerLanding(options.explorer)]),
     // Browsers: which origins may call, who the caller is (token or cookie), and a cookie only from those origins.
@@ -169,7 +176,15 @@ export function gatewayPlugins(options: GatewayOptions, subgraphs: { accountsUrl
     requestTracing(),
     subgraphTimeout(options.requestTimeoutMs !== undefined ? { requestTimeoutMs: options.requestTimeoutMs } : {}),
     // What operators see (/metrics): outside the guards below, so a fetch's time includes its retries.
-    ...(observability.metrics ? [metrics({ registry: observability.metrics.registry })] : []),
+    ...(observability.metrics
+      ? [
+          metrics({
+            registry: observability.metrics.registry,
+            ...(observability.subgraphHealth ? { subgraphHealth: observability.subgraphHealth } : {}),
+            ...(observability.subscriptions ? { subscriptions: observability.subscriptions } : {}),
+          }),
+        ]
+      : []),
     // Then, around each fetch: share identical ones, and guard each subgraph (retry, breaker, bulkhead, timeout).
     deduplication(options.deduplication),
     resilience(options.resilience),
@@ -287,6 +302,9 @@ export interface SubscriptionStats {
   /** Client WebSockets, and multipart/SSE streams, open. */
   webSocketConnections: number;
   httpStreams: number;
+  /** Events handed to client subscriptions, and subscribers let go as too slow (SUBSCRIBER_TOO_SLOW), since start. */
+  eventsPushed: number;
+  slowSubscribersDropped: number;
 }
 
 export interface RunningGateway {
@@ -318,7 +336,12 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     buildService: (endpoint: SubgraphEndpoint) => dataSource(endpoint.name, endpoint.url),
   });
   const serviceMetrics = createServiceMetrics('gateway');
-  const plugins = gatewayPlugins(options, { accountsUrl: federation.endpoints.get('accounts')?.url }, { metrics: serviceMetrics });
+  // Read when Prometheus scrapes: by then the core and the subscription path exist.
+  const plugins = gatewayPlugins(
+    options,
+    { accountsUrl: federation.endpoints.get('accounts')?.url },
+    { metrics: serviceMetrics, subgraphHealth: () => core?.subgraphHealth() ?? new Map(), subscriptions: () => subscriptionStats() },
+  );
   core = new GatewayCore({
     schema: federation.apiSchema,
     plugins,
@@ -380,7 +403,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       ({ context, authenticated } = await authenticateHttpRequest(request, pipeline));
     } catch (error) {
       if (!isRefusal(error)) throw error;
-      sendRefusal(response, error);
+      pipeline.sendRefusal(response, error, 'http');
       return true;
     }
     context.httpResponse = response;
@@ -388,6 +411,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     // GET got the explorer's landing page before this, in development).
     if (params.query === undefined && !(params.extensions && typeof params.extensions === 'object')) return { context };
     let release: (() => void) | undefined;
+    let transport: Transport = 'http';
     try {
       // A persisted query's hash becomes its text here (trusted documents, APQ), before parsing.
       const client = clientAppOf(request.headers);
@@ -397,6 +421,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
       if (parsed.kind === 'subscription' && !protocol) {
         throw new GatewayRefusal(ErrorCode.BAD_REQUEST, `Subscriptions are served over ${subscriptionTransports}`, { status: 400 });
       }
+      transport = protocol ?? 'http';
       // A stream is ended early when its session is revoked: the refusal is its last event.
       const ending = new AbortController();
       const admission = await pipeline.admitConnection({
@@ -424,7 +449,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     } catch (error) {
       release?.();
       if (!isRefusal(error)) throw error;
-      sendRefusal(response, error);
+      pipeline.sendRefusal(response, error, transport);
       return true;
     }
   };
@@ -458,6 +483,17 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     maxPayloadBytes: maxBodyBytes,
     ...(options.subscriptions ? { limits: options.subscriptions } : {}),
   });
+  const subscriptionStats = (): SubscriptionStats => ({
+    clients: subscriptions.clients,
+    sharedUpstreams: subscriptions.sharedUpstreams,
+    upstreamSubscriptions: upstreams.activeSubscriptions,
+    upstreamConnections: upstreams.connections,
+    upstreamReconnections: upstreams.reconnections,
+    webSocketConnections: webSockets.connections,
+    httpStreams: httpStreams.open,
+    eventsPushed: subscriptions.eventsPushed,
+    slowSubscribersDropped: subscriptions.slowSubscribersDropped,
+  });
   const port = await listen(http, options.port, options.host ?? '0.0.0.0');
   try {
     await apollo.start();
@@ -473,15 +509,7 @@ export async function startGateway(options: GatewayOptions): Promise<RunningGate
     url: `http://127.0.0.1:${port}/graphql`,
     plugins,
     documentCache: () => pipeline.documentCache,
-    subscriptionStats: () => ({
-      clients: subscriptions.clients,
-      sharedUpstreams: subscriptions.sharedUpstreams,
-      upstreamSubscriptions: upstreams.activeSubscriptions,
-      upstreamConnections: upstreams.connections,
-      upstreamReconnections: upstreams.reconnections,
-      webSocketConnections: webSockets.connections,
-      httpStreams: httpStreams.open,
-    }),
+    subscriptionStats,
     async stop() {
       ready = false;
       // Clients first (WebSockets get 1001 Going Away, HTTP streams their end), then subgraph sockets.

@@ -111,6 +111,9 @@ async function main(): Promise<void> {
     // Before anything starts: every service's configuration, as they will be given it, and a
     // production start without the admin password, fail at once.
     checkConfiguration(process.env, ['start', 'gateway', 'subgraphs']);
+    // A person at a terminal reads the services' logs through us (their stderr is our pipe): ask
+    // them for pretty lines rather than JSON (platform/logging/logger.ts).
+    if (process.stdout.isTTY && !process.env.LOG_FORMAT) process.env.LOG_FORMAT = 'pretty';
     const seeding = demoSeeding();
     const db = await databases((line) => {
       say(line);

@@ -1,12 +1,18 @@
 import { readFileSync } from 'node:fs';
+import { createClient } from 'graphql-ws';
+import client from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
+import { metrics, type SubscriptionFigures } from '../gateway/plugins/metrics.ts';
+import type { SubgraphHealth } from '../gateway/pipeline/plugin.ts';
 import { seedDemoData } from '../scripts/demo/seed.ts';
 import { deterministicUuid } from '../platform/ids.ts';
 import { demoUsers } from '../scripts/demo/data.ts';
 import { graphql } from './support/graphql.ts';
 import { placeOrder } from './support/orders.ts';
 import { waitFor } from './support/wait.ts';
-import { declaredSeries, scrape, valueOf, type Sample } from './support/prometheus.ts';
+import { declaredSeries, parsePrometheusText, scrape, valueOf, type Sample } from './support/prometheus.ts';
+import { recordSubscription, watchOrder } from './support/subscriptions.ts';
 import { startStack, type Stack } from './support/stack.ts';
 
 describe('/metrics on the gateway and the subgraphs (Prometheus text format)', () => {
@@ -42,6 +48,8 @@ describe('/metrics on the gateway and the subgraphs (Prometheus text format)', (
     expect(delta(gatewayBefore, gatewayAfter, 'gateway_operations_total', { type: 'query', client: 'metrics-test', code: 'OK' })).toBe(3);
     expect(delta(gatewayBefore, gatewayAfter, 'gateway_operation_duration_seconds_count', { type: 'query', client: 'metrics-test' })).toBe(3);
     expect(delta(gatewayBefore, gatewayAfter, 'gateway_subgraph_fetch_duration_seconds_count', { subgraph: 'catalog', outcome: 'ok' })).toBe(3);
+    // The invalid query is a refusal of the core, answered over HTTP.
+    expect(delta(gatewayBefore, gatewayAfter, 'gateway_refusals_total', { code: 'GRAPHQL_VALIDATION_FAILED', transport: 'http' })).toBe(1);
     // The subgraph counts the gateway's fetches it answered, by its own route.
     expect(delta(catalogBefore, catalogAfter, 'http_requests_total', { service: 'catalog', route: '/graphql', method: 'POST', code: '200' })).toBe(3);
     // Node's own metrics, per process.
@@ -88,6 +96,67 @@ describe('/metrics on the gateway and the subgraphs (Prometheus text format)', (
     expect(valueOf(after, 'event_dead_letters', { consumer: 'orders' })).toBe(0);
   });
 
+  it('counts each refusal once by code and transport: over a limit and unauthenticated over HTTP, unauthenticated over graphql-ws', async () => {
+    const before = await scrape(gatewayBase());
+    const aliases = Array.from({ length: 21 }, (_, i) => `a${i}: __typename`).join(' ');
+    expect((await graphql(stack.gatewayUrl, { query: `{ ${aliases} }` })).errors?.[0]?.extensions?.code).toBe('TOO_MANY_ALIASES');
+    const badToken = await graphql(stack.gatewayUrl, { query: '{ __typename }', token: 'not-a-token' });
+    expect([badToken.status, badToken.errors?.[0]?.extensions?.code]).toEqual([401, 'UNAUTHENTICATED']);
+    let closed!: (code: number) => void;
+    const closedWith = new Promise<number>((resolve) => (closed = resolve));
+    const socket = createClient({ url: stack.gatewayUrl.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { Authorization: 'Bearer not-a-token' }, on: { closed: (event) => closed((event as { code: number }).code) } });
+    socket.subscribe({ query: 'subscription { __typename }' }, { next: () => {}, error: () => {}, complete: () => {} });
+    expect(await closedWith).toBe(4403);
+    await socket.dispose();
+
+    const after = await scrape(gatewayBase());
+    expect(delta(before, after, 'gateway_refusals_total', { code: 'TOO_MANY_ALIASES', transport: 'http' })).toBe(1);
+    expect(delta(before, after, 'gateway_refusals_total', { code: 'UNAUTHENTICATED', transport: 'http' })).toBe(1);
+    expect(delta(before, after, 'gateway_refusals_total', { code: 'UNAUTHENTICATED', transport: 'graphql-ws' })).toBe(1);
+    expect(delta(before, after, 'gateway_refusals_total', {})).toBe(3);
+  });
+
+  it("shows each called subgraph's breaker closed, and each context's database pool with nobody waiting", async () => {
+    expect((await graphql(stack.gatewayUrl, { query: '{ products(first: 1) { totalCount } }' })).errors).toBeUndefined();
+    const gateway = await scrape(gatewayBase());
+    // The catalog was called: its breaker is known, and closed.
+    expect(['closed', 'half-open', 'open'].map((state) => valueOf(gateway, 'gateway_subgraph_breaker_state', { subgraph: 'catalog', state }))).toEqual([1, 0, 0]);
+    const catalog = await scrape(catalogBase());
+    const inUse = valueOf(catalog, 'database_pool_connections', { service: 'catalog', state: 'in_use' });
+    const idle = valueOf(catalog, 'database_pool_connections', { service: 'catalog', state: 'idle' });
+    // Connections opened by the queries stay in the pool (a scrape's own outbox query may hold one).
+    expect(inUse + idle).toBeGreaterThanOrEqual(1);
+    expect(inUse + idle).toBeLessThanOrEqual(10);
+    expect(valueOf(catalog, 'database_pool_waiting_requests', { service: 'catalog' })).toBe(0);
+  });
+
+  it('counts a subscription open while it is, and every event pushed to it', async () => {
+    const customer = await stack.tokenFor({ customerId: deterministicUuid('customer', demoUsers.customer.email) });
+    const id = await placeOrder(stack.gatewayUrl, customer, { paymentToken: 'tok_visa' });
+    await waitFor('CONFIRMED', async () => ((await graphql(stack.gatewayUrl, { query: `{ order(id: "${id}") { status } }`, token: customer })).data?.order?.status === 'CONFIRMED' ? true : undefined));
+    const before = await scrape(gatewayBase());
+    const socket = createClient({ url: stack.gatewayUrl.replace(/^http/, 'ws'), webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { Authorization: `Bearer ${customer}` } });
+    try {
+      // A confirmed order's subscription starts with its present state, and nothing changes it after.
+      const received = recordSubscription(socket, watchOrder, { id });
+      await waitFor('the present state', () => (received.data.length > 0 ? true : undefined));
+      const open = await scrape(gatewayBase());
+      expect(valueOf(open, 'gateway_subscriptions_open') - valueOf(before, 'gateway_subscriptions_open')).toBe(1);
+      expect(delta(before, open, 'gateway_subscription_connections_open', { transport: 'graphql-ws' })).toBe(1);
+      expect(delta(before, open, 'gateway_subscription_events_pushed_total', {})).toBe(received.data.length);
+      expect(delta(before, open, 'gateway_subscription_slow_consumers_dropped_total', {})).toBe(0);
+      received.dispose();
+    } finally {
+      await socket.dispose();
+    }
+    // Once the socket is closed at the gateway too, both are back where they were.
+    await waitFor('the subscription and its socket gone', async () => {
+      const samples = await scrape(gatewayBase());
+      const gone = delta(before, samples, 'gateway_subscriptions_open', {}) === 0 && delta(before, samples, 'gateway_subscription_connections_open', { transport: 'graphql-ws' }) === 0;
+      return gone ? true : undefined;
+    });
+  });
+
   it('draws the Grafana dashboard only from series the gateway and the subgraphs export', async () => {
     const dashboard = JSON.parse(readFileSync(new URL('../ops/grafana/dashboards/commerce.json', import.meta.url), 'utf8')) as { panels: { title: string; targets: { expr: string }[] }[] };
     const exported = new Set((await Promise.all([gatewayBase(), catalogBase(), stack.subgraphs.orders.url.replace(/\/graphql$/, '/')].map((base) => declaredSeries(base)))).flatMap((names) => [...names]));
@@ -102,5 +171,38 @@ describe('/metrics on the gateway and the subgraphs (Prometheus text format)', (
       }
     }
     expect(missing).toEqual([]);
+  });
+});
+
+describe("the gateway's metrics read at scrape (breakers, subscriptions), without a stack", () => {
+  async function scrapeOf(registry: client.Registry): Promise<Sample[]> {
+    return parsePrometheusText(await registry.metrics());
+  }
+
+  it('shows a breaker state as 1 for its current state and 0 for the others, for each subgraph the plugins know', async () => {
+    const registry = new client.Registry();
+    const health = new Map<string, SubgraphHealth>([
+      ['orders', { status: 'down', details: { breaker: 'open' } }],
+      ['payments', { status: 'degraded', details: { breaker: 'half-open' } }],
+    ]);
+    metrics({ registry, subgraphHealth: () => health });
+    const samples = await scrapeOf(registry);
+    const states = (subgraph: string) => ['closed', 'half-open', 'open'].map((state) => valueOf(samples, 'gateway_subgraph_breaker_state', { subgraph, state }));
+    expect(states('orders')).toEqual([0, 0, 1]);
+    expect(states('payments')).toEqual([0, 1, 0]);
+  });
+
+  it('moves the events pushed and slow subscribers dropped counters by what the gateway counted since the last scrape', async () => {
+    const registry = new client.Registry();
+    let figures: SubscriptionFigures = { clients: 2, webSocketConnections: 1, httpStreams: 1, eventsPushed: 5, slowSubscribersDropped: 0 };
+    metrics({ registry, subscriptions: () => figures });
+    const first = await scrapeOf(registry);
+    figures = { clients: 1, webSocketConnections: 1, httpStreams: 0, eventsPushed: 12, slowSubscribersDropped: 1 };
+    const second = await scrapeOf(registry);
+    expect(valueOf(first, 'gateway_subscription_events_pushed_total')).toBe(5);
+    expect(valueOf(second, 'gateway_subscription_events_pushed_total')).toBe(12);
+    expect(valueOf(second, 'gateway_subscription_slow_consumers_dropped_total')).toBe(1);
+    expect(valueOf(second, 'gateway_subscriptions_open')).toBe(1);
+    expect(valueOf(second, 'gateway_subscription_connections_open', { transport: 'http' })).toBe(0);
   });
 });

@@ -271,6 +271,9 @@ describe('web sessions through the gateway (cookie, CORS, CSRF)', () => {
       expect(response.status).toBe(204);
       expect(response.headers.get('access-control-allow-origin')).toBe(shop);
       expect(response.headers.get('access-control-allow-credentials')).toBe('true');
+      // The request id and a refusal's Retry-After are readable by the app's script.
+      expect(response.headers.get('access-control-expose-headers')).toBe('x-request-id, retry-after');
+      expect(response.headers.get('x-request-id')).toMatch(/^[A-Za-z0-9._-]{1,64}$/);
       expect(response.headers.get('access-control-allow-methods')).toBe('GET, POST, OPTIONS');
       expect(response.headers.get('access-control-allow-headers')).toContain('x-commerce-session');
       expect(response.headers.get('access-control-max-age')).toBe('600');

@@ -6,12 +6,14 @@
  *   authenticate (plugins: token or cookie) ─▶ parse (bounded, cached) ─▶ admitConnection (plugins) ─▶ admitOperation:
  *     onDocument (plugins) ─▶ validate (cached) ─▶ pick the operation ─▶ coerce variables ─▶ onOperation (plugins)
  *
- * Refusals are GatewayRefusal errors (a code, an HTTP status, a WebSocket close code).
+ * Refusals are GatewayRefusal errors (a code, an HTTP status, a WebSocket close code). A transport
+ * that answers one says so (`refused`, or `sendRefusal` for HTTP), so that the plugins' onRefusal
+ * sees every refusal of every transport once.
  *
  * Memory: the document cache is bounded by bytes and holds only documents that parsed and
  * validated; nothing a client sends outlives its request otherwise.
  */
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import {
   GraphQLError,
   getOperationAST,
@@ -209,7 +211,7 @@ export class GatewayCore {
         if ((await plugin.onHttpRequest?.(exchange)) === 'handled') return true;
       }
     } catch (error) {
-      sendRefusal(exchange.response, this.#refusalOf(error));
+      this.sendRefusal(exchange.response, this.#refusalOf(error), 'http');
       return true;
     }
     return false;
@@ -250,7 +252,15 @@ export class GatewayCore {
       },
       ...(init.credential ? { credential: init.credential } : {}),
       ...(init.expiresAt !== undefined ? { expiresAt: init.expiresAt } : {}),
-      ...(init.end ? { end: init.end } : {}),
+      // A long-lived connection ended early (its session revoked) is refused too.
+      ...(init.end
+        ? {
+            end: (refusal: GatewayRefusal) => {
+              this.refused(refusal, init.transport);
+              init.end!(refusal);
+            },
+          }
+        : {}),
     };
     const releases: (() => void)[] = [];
     let released = false;
@@ -392,6 +402,26 @@ export class GatewayCore {
       }
     }
     return health;
+  }
+
+  /**
+   * A transport is answering with this refusal (a response, a close, an operation's error, a
+   * stream's last event): the plugins' onRefusal hooks hear of it, once per refusal answered.
+   */
+  refused(refusal: GatewayRefusal, transport: Transport): void {
+    for (const plugin of this.plugins) {
+      try {
+        plugin.onRefusal?.(refusal, transport);
+      } catch (error) {
+        this.#options.log.error('a gateway plugin failed to observe a refusal', errorFields(error));
+      }
+    }
+  }
+
+  /** Answers an HTTP request (a plain request, or a multipart or SSE stream not yet started) with the refusal, and tells the plugins. */
+  sendRefusal(response: ServerResponse, refusal: GatewayRefusal, transport: Transport): void {
+    this.refused(refusal, transport);
+    sendRefusal(response, refusal);
   }
 
   /** An error as a client of any transport reads it: refusals as they are, others masked. */

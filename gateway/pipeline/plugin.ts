@@ -13,7 +13,8 @@
  *
  * Plugins run in the order they are given; the first that throws refuses, and the rest do not
  * run. A refusal is a `GatewayRefusal` (refusal.ts): a GraphQL error with a code, an HTTP status
- * and, for WebSockets, a close code.
+ * and, for WebSockets, a close code. Wherever a transport answers one, every plugin's onRefusal
+ * hears of it.
  */
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { GatewayExecutionResult } from '@apollo/server-gateway-interface';
@@ -267,6 +268,13 @@ export interface GatewayPlugin {
    * HTTP; call `next` to run it. What it returns is the client's result before masking.
    */
   wrapExecution?(execution: OperationExecution, next: () => Promise<ExecutionResult>): Promise<ExecutionResult>;
+  /**
+   * The gateway is answering with a refusal, on any transport: an HTTP response (its status), a
+   * WebSocket closed at `connection_init` (its close code), an operation's `error` message, a
+   * stream's last event. Seen once per refusal answered, whichever plugin (or the core) refused;
+   * for counting and logging only: what is sent is already decided. Must not throw.
+   */
+  onRefusal?(refusal: GatewayRefusal, transport: Transport): void;
   /** What this plugin knows of subgraphs' health, by subgraph name: `/ready` reports the worst. */
   subgraphHealth?(): Readonly<Record<string, SubgraphHealth>>;
   /** The gateway is stopping: release timers, connections. */

@@ -47,6 +47,8 @@ export function cors(options: CorsOptions): GatewayPlugin {
       }
       response.setHeader('access-control-allow-origin', origin);
       response.setHeader('access-control-allow-credentials', 'true');
+      // A browser app reads the request id (to quote it to support) and a refusal's wait.
+      response.setHeader('access-control-expose-headers', 'x-request-id, retry-after');
       if (!preflight) return;
       response.writeHead(204, {
         'access-control-allow-methods': 'GET, POST, OPTIONS',

@@ -110,6 +110,8 @@ export class FederatedSubscriptions {
   /** Per upstream key, the catch-up upstream that has sent nothing yet: later late joiners share it. */
   readonly #joinableCatchUps = new Map<string, SharedUpstream>();
   #clients = 0;
+  #eventsPushed = 0;
+  #slowSubscribersDropped = 0;
 
   constructor(options: FederatedSubscriptionsOptions) {
     this.#options = options;
@@ -118,6 +120,16 @@ export class FederatedSubscriptions {
   /** Client subscriptions being served. */
   get clients(): number {
     return this.#clients;
+  }
+
+  /** Events handed to client subscriptions since start (a joiner's replay of the latest included): what /metrics counts. */
+  get eventsPushed(): number {
+    return this.#eventsPushed;
+  }
+
+  /** Client subscriptions let go since start because too many events waited for them (SUBSCRIBER_TOO_SLOW). */
+  get slowSubscribersDropped(): number {
+    return this.#slowSubscribersDropped;
   }
 
   /** Distinct upstream subscriptions the clients share (catch-up upstreams not counted). */
@@ -210,7 +222,10 @@ export class FederatedSubscriptions {
       const owner = view;
       owner.chain = owner.chain.then(() => {
         if (client.done) return;
-        if (owner.lastResult) client.push(owner.lastResult);
+        if (owner.lastResult) {
+          client.push(owner.lastResult);
+          this.#eventsPushed++;
+        }
         owner.clients.add(client);
       });
     } else {
@@ -329,9 +344,11 @@ export class FederatedSubscriptions {
           if (client.buffered >= limit) {
             client.push({ errors: [{ message: `More than ${limit} events were waiting for this subscriber: it was let go, subscribe again`, extensions: { code: ErrorCode.SUBSCRIBER_TOO_SLOW } }] });
             client.end();
+            this.#slowSubscribersDropped++;
             continue;
           }
           client.push(result);
+          this.#eventsPushed++;
         }
       })
       .catch((error: unknown) => log.error('could not resolve a subscription event', errorFields(error)));

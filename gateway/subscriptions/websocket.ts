@@ -109,6 +109,7 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
         try {
           authenticated = await core.authenticate({ transport: 'graphql-ws', request, authorization });
         } catch (error) {
+          if (isRefusal(error)) core.refused(error, 'graphql-ws');
           socket.close(isRefusal(error) ? error.closeCode : 4403, (error as Error).message.slice(0, 120));
           return false;
         }
@@ -130,6 +131,7 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
           });
         } catch (error) {
           const refusal = isRefusal(error) ? error : new GatewayRefusal(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', { status: 500, closeCode: 1011 });
+          if (isRefusal(error)) core.refused(refusal, 'graphql-ws');
           socket.close(refusal.closeCode, refusal.message.slice(0, 120));
           return false;
         }
@@ -177,7 +179,9 @@ export function attachWebSocketSubscriptions(options: WebSocketTransportOptions)
             contextValue: context,
           };
         } catch (error) {
-          return [isRefusal(error) ? error : new GatewayRefusal(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', { status: 500 })];
+          if (!isRefusal(error)) return [new GatewayRefusal(ErrorCode.INTERNAL_SERVER_ERROR, 'Internal server error', { status: 500 })];
+          core.refused(error, 'graphql-ws');
+          return [error];
         }
       },
       subscribe: (args) =>

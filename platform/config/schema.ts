@@ -122,6 +122,7 @@ export const variables: Record<string, Variable> = {
   NODE_ENV: { schema: oneOf('development', 'production', 'test'), scopes: services },
   LOG_LEVEL: { schema: oneOf(...logLevels), scopes: services },
   LOG_STACKS: { schema: boolean, scopes: services },
+  LOG_FORMAT: { schema: oneOf('json', 'pretty'), scopes: services },
   DATABASE_URL: { schema: postgresUrl, scopes: [...subgraphs, ...start], url: true },
   ...perContext('_DATABASE_URL', { schema: postgresUrl, scopes: [...subgraphs, ...start], url: true }),
   DATABASE_PASSWORD: { schema: text, scopes: [...subgraphs, ...start], secret: true, file: true },

@@ -8,6 +8,7 @@
  * advisory locks of the relay and the projector) runs on connections of its own, not these.
  */
 import { PrismaPg } from '@prisma/adapter-pg';
+import type pg from 'pg';
 import { intFromEnv } from '../config.ts';
 import { createLogger } from '../logging/logger.ts';
 import { createPool } from './pool.ts';
@@ -49,23 +50,40 @@ export interface PrismaClientTuning {
   connectionWaitMs?: number;
 }
 
+/**
+ * The pools of the Prisma clients this process opened, by database URL: what the pool metrics read
+ * at scrape (platform/metrics/pool-metrics.ts). Prisma does not expose its adapter's pool; an ended
+ * pool (its client disconnected) is dropped the next time pools are read or one is opened.
+ */
+const openPools = new Map<string, Set<pg.Pool>>();
+
+/** The pools of Prisma clients open on `databaseUrl` in this process (usually one). */
+export function prismaPoolsOf(databaseUrl: string): pg.Pool[] {
+  const pools = openPools.get(databaseUrl);
+  if (!pools) return [];
+  for (const pool of pools) if (pool.ended) pools.delete(pool);
+  if (pools.size === 0) openPools.delete(databaseUrl);
+  return [...pools];
+}
+
 export function prismaClientOptions(databaseUrl: string, tuning: number | PrismaClientTuning = {}) {
   const { poolSize = defaultPoolSize(), statementTimeoutMs = defaultStatementTimeoutMs(), connectionWaitMs = defaultConnectionWaitMs() } = typeof tuning === 'number' ? { poolSize: tuning } : tuning;
+  // node-postgres sends `statement_timeout` as a startup parameter of each connection.
+  // Our own pool (pool.ts): every connection keeps an 'error' listener for life, so a restarted or
+  // failed-over server never ends the process; the adapter ends the pool on $disconnect.
+  const pool = createPool({
+    connectionString: databaseUrl,
+    max: poolSize,
+    // connectionTimeoutMillis bounds the wait for a pooled connection (without it: forever).
+    connectionTimeoutMillis: connectionWaitMs,
+    ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
+    logger: createLogger(`database.${databaseNameOf(databaseUrl)}`),
+  });
+  // Ended pools go when any pool is opened, so a process that opens many databases (tests) keeps none of theirs.
+  for (const url of [...openPools.keys()]) prismaPoolsOf(url);
+  openPools.set(databaseUrl, (openPools.get(databaseUrl) ?? new Set()).add(pool));
   return {
-    // node-postgres sends `statement_timeout` as a startup parameter of each connection.
-    // Our own pool (pool.ts): every connection keeps an 'error' listener for life, so a restarted or
-    // failed-over server never ends the process; the adapter ends the pool on $disconnect.
-    adapter: new PrismaPg(
-      createPool({
-        connectionString: databaseUrl,
-        max: poolSize,
-        // connectionTimeoutMillis bounds the wait for a pooled connection (without it: forever).
-        connectionTimeoutMillis: connectionWaitMs,
-        ...(statementTimeoutMs > 0 ? { statement_timeout: statementTimeoutMs } : {}),
-        logger: createLogger(`database.${databaseNameOf(databaseUrl)}`),
-      }),
-      { disposeExternalPool: true },
-    ),
+    adapter: new PrismaPg(pool, { disposeExternalPool: true }),
     // An interactive transaction waits as long for its connection as a statement does: past it, P2028, SERVICE_OVERLOADED.
     transactionOptions: { maxWait: connectionWaitMs },
     log: [{ emit: 'event' as const, level: 'query' as const }],

@@ -7,6 +7,7 @@ import type { ServiceMetrics } from '../metrics/metrics.ts';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { HeaderMap, type ApolloServer, type BaseContext } from '@apollo/server';
+import { withLogScope } from '../logging/request-scope.ts';
 
 export type Route = (request: IncomingMessage, response: ServerResponse) => void | Promise<void>;
 
@@ -252,7 +253,8 @@ export function createGraphQLHttpServer<TContext extends BaseContext>(options: G
       }
       sendJson(response, 404, graphQLErrorBody(`Nothing here: GraphQL is served at ${graphqlPath}`, 'NOT_FOUND'));
     };
-    handle().catch((error: unknown) => {
+    // Each request logs in a scope of its own: its lines carry its id once it is known (platform/logging/request-scope.ts).
+    withLogScope(handle).catch((error: unknown) => {
       if (response.headersSent) return void response.destroy();
       if (error instanceof BodyTooLargeError) {
         lingerThenCut(request);

@@ -23,21 +23,30 @@ export interface EventMetrics {
 
 export function createEventMetrics(registry: client.Registry, options: { db: OutboxDatabase; bus: EventBus; consumers: readonly string[] }): EventMetrics {
   const registers = [registry];
+  // Both outbox gauges come from one query per scrape. prom-client reads every metric of a scrape
+  // at once, so each gauge awaits the same read: a gauge set from another's collect would be
+  // read before that query answered, and show the previous scrape's value.
+  let reading: Promise<void> | undefined;
+  const readOutbox = () =>
+    (reading ??= (async () => {
+      const [row] = (await options.db.$queryRaw`
+        SELECT count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest FROM outbox_events WHERE published_at IS NULL`) as { n: number; oldest: number | null }[];
+      backlog.set(row?.n ?? 0);
+      oldest.set(row?.oldest ?? 0);
+    })().finally(() => {
+      reading = undefined;
+    }));
   const oldest = new client.Gauge({
     name: 'outbox_oldest_unpublished_age_seconds',
     help: 'Age of the oldest event in this context’s outbox not yet published (0 when none waits).',
     registers,
+    collect: () => readOutbox(),
   });
-  new client.Gauge({
+  const backlog = new client.Gauge({
     name: 'outbox_backlog_events',
     help: 'Events committed to this context’s outbox and not yet published to the bus.',
     registers,
-    async collect() {
-      const [row] = (await options.db.$queryRaw`
-        SELECT count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(created_at))::float8 AS oldest FROM outbox_events WHERE published_at IS NULL`) as { n: number; oldest: number | null }[];
-      this.set(row?.n ?? 0);
-      oldest.set(row?.oldest ?? 0);
-    },
+    collect: () => readOutbox(),
   });
   const published = new client.Counter({ name: 'outbox_published_events_total', help: 'Events the relay published and the bus acknowledged.', registers });
   const publishDelay = new client.Histogram({
@@ -58,35 +67,43 @@ export function createEventMetrics(registry: client.Registry, options: { db: Out
     labelNames: ['consumer'] as const,
     registers,
   });
-  const lag = new client.Gauge({
-    name: 'event_consumer_lag_events',
-    help: 'Events published and not yet handled by this context’s consumer, as the bus reports it.',
-    labelNames: ['consumer'] as const,
-    registers,
-  });
-  const deadLetters = new client.Gauge({
-    name: 'event_dead_letters',
-    help: 'Events parked as dead letters for this context’s consumer.',
-    labelNames: ['consumer'] as const,
-    registers,
-  });
-  // Read from the bus at scrape time; a bus that does not answer leaves the last values (its outage is /ready's to report).
-  new client.Gauge({
-    name: 'event_bus_status_scrape_ok',
-    help: '1 when the bus answered the last scrape’s status read, 0 when it did not.',
-    registers,
-    async collect() {
+  // Read from the bus at scrape time, once for the three gauges (as the outbox's above); a bus that
+  // does not answer leaves the last values (its outage is /ready's to report).
+  let asking: Promise<void> | undefined;
+  const readBus = () =>
+    (asking ??= (async () => {
       try {
         const status = await options.bus.status();
         for (const consumer of status.filter((entry) => options.consumers.includes(entry.consumer))) {
           lag.set({ consumer: consumer.consumer }, consumer.lag);
           deadLetters.set({ consumer: consumer.consumer }, consumer.deadLetters);
         }
-        this.set(1);
+        answered.set(1);
       } catch {
-        this.set(0);
+        answered.set(0);
       }
-    },
+    })().finally(() => {
+      asking = undefined;
+    }));
+  const lag = new client.Gauge({
+    name: 'event_consumer_lag_events',
+    help: 'Events published and not yet handled by this context’s consumer, as the bus reports it.',
+    labelNames: ['consumer'] as const,
+    registers,
+    collect: () => readBus(),
+  });
+  const deadLetters = new client.Gauge({
+    name: 'event_dead_letters',
+    help: 'Events parked as dead letters for this context’s consumer.',
+    labelNames: ['consumer'] as const,
+    registers,
+    collect: () => readBus(),
+  });
+  const answered = new client.Gauge({
+    name: 'event_bus_status_scrape_ok',
+    help: '1 when the bus answered the last scrape’s status read, 0 when it did not.',
+    registers,
+    collect: () => readBus(),
   });
   return {
     publishing: (publish) => async (event) => {

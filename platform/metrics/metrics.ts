@@ -68,7 +68,8 @@ export class BoundedLabel {
 
   of(value: string | null | undefined, none = 'none'): string {
     if (value === null || value === undefined || value === '') return none;
-    const cut = value.slice(0, 64);
+    // A label must never throw: a metric that fails would turn the error it counts into another.
+    const cut = String(value).slice(0, 64);
     if (this.#seen.has(cut)) return cut;
     if (this.#seen.size >= this.max) return 'other';
     this.#seen.add(cut);

@@ -1,6 +1,8 @@
 /** What every context's `start…Subgraph` takes and returns. */
 import { createEventMetrics } from '../metrics/event-metrics.ts';
 import { createServiceMetrics, type ServiceMetrics } from '../metrics/metrics.ts';
+import { createPoolMetrics } from '../metrics/pool-metrics.ts';
+import { prismaPoolsOf } from '../database/prisma.ts';
 import { readFileSync } from 'node:fs';
 import { parse, type DocumentNode } from 'graphql';
 import type { IncomingMessage } from 'node:http';
@@ -10,6 +12,7 @@ import type { StatementCounter } from '../database/statements.ts';
 import type { EventBus, EventHandler, SubscribeOptions, Subscription } from '../events/bus.ts';
 import { natsRelayPacing } from '../events/bus/nats-jetstream.ts';
 import { declareConsumers } from '../events/consumers.ts';
+import { loggedEventHandler } from '../logging/event-logs.ts';
 import { OutboxRelay, type OutboxRelayOptions } from '../events/relay.ts';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
 import { WriteQueue } from '../database/write-queue.ts';
@@ -90,6 +93,7 @@ export async function startContextSubgraph<TContext extends RequestScope>(
   spec: ContextSubgraphSpec<TContext>,
 ): Promise<RunningContextSubgraph> {
   const metrics = spec.metrics ?? createServiceMetrics(spec.name);
+  createPoolMetrics(metrics.registry, () => prismaPoolsOf(options.databaseUrl));
   const running = await startSubgraph<TContext>({
     name: spec.name,
     metrics,
@@ -115,7 +119,7 @@ export async function startContextSubgraph<TContext extends RequestScope>(
       // Every consumer exists before this context publishes anything (see events/consumers.ts).
       await declareConsumers(bus);
       const events = createEventMetrics(metrics.registry, { db: spec.db, bus, consumers: (spec.consumers ?? []).map((consumer) => consumer.name) });
-      for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, events.consuming(consumer.name, consumer.handle)));
+      for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, events.consuming(consumer.name, loggedEventHandler(consumer.name, consumer.handle))));
       relay = new OutboxRelay({
         // Pipelined on NATS: republishing an outbox after a broker loss (decision 0018).
         ...(bus.kind === 'nats' ? natsRelayPacing : {}),

@@ -22,6 +22,8 @@ import type { Identity } from '../identity/identity.ts';
 import type { Causation } from '../events/envelope.ts';
 import { createLogger } from '../logging/logger.ts';
 import { requestErrorLogging } from '../logging/request-errors.ts';
+import { bindLogScope } from '../logging/request-scope.ts';
+import { requestServedLogging } from '../logging/request-served.ts';
 import { createSubgraphAdmission, type SubgraphAdmissionOptions } from './admission.ts';
 import { readinessOf, type DependencyCheck } from './readiness.ts';
 import { requestDeadlinePlugin, trackRequestDeadline } from './deadline.ts';
@@ -112,6 +114,8 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
       rejectInvalidText<TContext>(),
       // One line per failed request, however many errors it has (formatError logs nothing).
       requestErrorLogging<TContext>(log, { production: options.production }),
+      // With LOG_LEVEL=debug, one line per request served, carrying its request id (docs/decisions/0035).
+      requestServedLogging<TContext>(log),
       // Nothing done because of overload: 503 with Retry-After (docs/decisions/0016).
       retryableStatus<TContext>(),
       ...(options.plugins ?? []),
@@ -153,6 +157,8 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
       const identity = await identityOf(request);
       const requestId = headerValue(request.headers['x-request-id']) ?? randomUUID();
       const traceparent = headerValue(request.headers.traceparent) ?? null;
+      // Every line this request logs from here on carries its id (platform/logging/request-scope.ts).
+      bindLogScope({ requestId, traceparent });
       const context = options.createContext({ identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent } }, request);
       trackRequestDeadline(context, request, options.maxRequestMs !== undefined ? { maxRequestMs: options.maxRequestMs } : {});
       return context;
