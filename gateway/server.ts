@@ -39,6 +39,8 @@ import { identitySigning } from './plugins/identity-signing.ts';
 import { limitedParse, operationLimits } from './plugins/operation-limits.ts';
 import { accessLog } from './plugins/access-log.ts';
 import { requestTracing } from './plugins/request-tracing.ts';
+import { tracing } from './plugins/tracing.ts';
+import { tracingEnabled } from '../platform/tracing/tracing.ts';
 import { rateLimits, type RateLimitsOptions } from './plugins/rate-limits.ts';
 import { resilience, type ResilienceOptions } from './plugins/resilience.ts';
 import { sessions, type SessionsOptions } from './plugins/sessions.ts';
@@ -188,6 +190,8 @@ export function gatewayPlugins(
     // Then, around each fetch: share identical ones, and guard each subgraph (retry, breaker, bulkhead, timeout).
     deduplication(options.deduplication),
     resilience(options.resilience),
+    // Innermost: a span per fetch attempt, whose traceparent the fetch sends (docs/decisions/0036).
+    ...(tracingEnabled() ? [tracing()] : []),
     ...(options.plugins ?? []),
   ];
 }

@@ -2,7 +2,8 @@
  * Request id and W3C trace context travel with every subgraph call: the request id the gateway
  * chose (or the client's, when harmless; plugins/access-log.ts) as `x-request-id`, and the
  * client's `traceparent`. A subgraph binds the id to its log scope, so its lines for this call
- * carry the same `requestId` as the gateway's (platform/logging/request-scope.ts).
+ * carry the same `requestId` as the gateway's (platform/logging/request-scope.ts). With tracing
+ * on, the tracing plugin replaces that `traceparent` on each fetch with its own span's (tracing.ts).
  */
 import type { GatewayPlugin } from '../pipeline/plugin.ts';
 

@@ -123,6 +123,9 @@ export const variables: Record<string, Variable> = {
   LOG_LEVEL: { schema: oneOf(...logLevels), scopes: services },
   LOG_STACKS: { schema: boolean, scopes: services },
   LOG_FORMAT: { schema: oneOf('json', 'pretty'), scopes: services },
+  // Traces (platform/tracing): the standard OpenTelemetry variables; the exporter reads the others it knows.
+  OTEL_EXPORTER_OTLP_ENDPOINT: { schema: httpUrl, scopes: services, url: true },
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: { schema: httpUrl, scopes: services, url: true },
   DATABASE_URL: { schema: postgresUrl, scopes: [...subgraphs, ...start], url: true },
   ...perContext('_DATABASE_URL', { schema: postgresUrl, scopes: [...subgraphs, ...start], url: true }),
   DATABASE_PASSWORD: { schema: text, scopes: [...subgraphs, ...start], secret: true, file: true },

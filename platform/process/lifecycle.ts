@@ -3,6 +3,7 @@
  * (`npm start`) goes away, so no service outlives the command that started it.
  */
 import { createLogger, errorFields } from '../logging/logger.ts';
+import { shutdownTracing } from '../tracing/tracing.ts';
 
 export function stopOnSignals(component: string, stop: () => Promise<void>): void {
   const log = createLogger(component);
@@ -12,6 +13,8 @@ export function stopOnSignals(component: string, stop: () => Promise<void>): voi
     stopping = true;
     log.info('stopping', { reason });
     await stop().catch((error: unknown) => log.error('stop failed', errorFields(error)));
+    // Spans still batched are exported before the process ends (nothing to do while tracing is off).
+    await shutdownTracing();
     process.exit(0);
   };
   process.on('SIGTERM', () => void shutdown('SIGTERM'));

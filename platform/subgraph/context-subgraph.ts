@@ -14,6 +14,7 @@ import { natsRelayPacing } from '../events/bus/nats-jetstream.ts';
 import { declareConsumers } from '../events/consumers.ts';
 import { loggedEventHandler } from '../logging/event-logs.ts';
 import { OutboxRelay, type OutboxRelayOptions } from '../events/relay.ts';
+import { tracedEventHandler, tracedPublish } from '../tracing/events.ts';
 import type { GraphQLResolverMap } from '@apollo/subgraph/dist/schema-helper/index.js';
 import { WriteQueue } from '../database/write-queue.ts';
 import type { Route } from '../http/graphql-http.ts';
@@ -119,11 +120,11 @@ export async function startContextSubgraph<TContext extends RequestScope>(
       // Every consumer exists before this context publishes anything (see events/consumers.ts).
       await declareConsumers(bus);
       const events = createEventMetrics(metrics.registry, { db: spec.db, bus, consumers: (spec.consumers ?? []).map((consumer) => consumer.name) });
-      for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, events.consuming(consumer.name, loggedEventHandler(consumer.name, consumer.handle))));
+      for (const consumer of spec.consumers ?? []) subscriptions.push(await bus.subscribe(consumer.name, consumer.options, events.consuming(consumer.name, loggedEventHandler(consumer.name, tracedEventHandler(spec.name, consumer.name, consumer.handle)))));
       relay = new OutboxRelay({
         // Pipelined on NATS: republishing an outbox after a broker loss (decision 0018).
         ...(bus.kind === 'nats' ? natsRelayPacing : {}),
-        ...options.relay, name: spec.name, databaseUrl: options.databaseUrl, publish: events.publishing((event) => bus.publish(event)),
+        ...options.relay, name: spec.name, databaseUrl: options.databaseUrl, publish: events.publishing(tracedPublish(spec.name, (event) => bus.publish(event))),
         // What the broker lost is published again from the outbox (docs/decisions/0018).
         brokerStoredSince: () => bus.storedSince(),
       }).start();

@@ -5,7 +5,7 @@
  * (readiness: its dependencies, readiness.ts), graceful stop.
  */
 import { randomUUID } from 'node:crypto';
-import type { IncomingMessage, Server } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { ApolloServer, type ApolloServerPlugin } from '@apollo/server';
 import { ApolloServerPluginInlineTraceDisabled, ApolloServerPluginLandingPageDisabled } from '@apollo/server/plugin/disabled';
 import { buildSubgraphSchema } from '@apollo/subgraph';
@@ -24,6 +24,7 @@ import { createLogger } from '../logging/logger.ts';
 import { requestErrorLogging } from '../logging/request-errors.ts';
 import { bindLogScope } from '../logging/request-scope.ts';
 import { requestServedLogging } from '../logging/request-served.ts';
+import { SpanKind, SpanStatusCode, startSpan, traceparentOf, tracerOf, tracingEnabled, type Span } from '../tracing/tracing.ts';
 import { createSubgraphAdmission, type SubgraphAdmissionOptions } from './admission.ts';
 import { readinessOf, type DependencyCheck } from './readiness.ts';
 import { requestDeadlinePlugin, trackRequestDeadline } from './deadline.ts';
@@ -135,12 +136,31 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
     return identity;
   };
   const metrics = options.metrics ?? createServiceMetrics(options.name);
+  // With tracing on, a server span per GraphQL request, child of the caller's traceparent
+  // (the gateway's fetch span); its events carry it on (docs/decisions/0036).
+  const tracer = tracingEnabled() ? tracerOf(options.name) : undefined;
+  const spans = new WeakMap<IncomingMessage, Span>();
   const http: Server = createGraphQLHttpServer<TContext>({
     metrics,
     apollo,
+    ...(tracer
+      ? {
+          onRequest: (request: IncomingMessage, response: ServerResponse) => {
+            const span = startSpan(tracer, `${options.name} graphql`, headerValue(request.headers.traceparent), SpanKind.SERVER, { 'graphql.subgraph.name': options.name });
+            spans.set(request, span);
+            response.once('close', () => {
+              span.setAttribute('http.response.status_code', response.statusCode);
+              if (response.statusCode >= 500 || !response.writableFinished) span.setStatus({ code: SpanStatusCode.ERROR });
+              span.end();
+            });
+            return false;
+          },
+        }
+      : {}),
     // A request through the gateway has its document's structure checked before Apollo Server
     // validates it; anything else is left to Apollo Server and the context (401 without identity).
     intercept: async (request, response, params) => {
+      if (typeof params.operationName === 'string') spans.get(request)?.setAttribute('graphql.operation.name', params.operationName);
       if (typeof params.query !== 'string') return false;
       try {
         await identityOf(request);
@@ -156,7 +176,8 @@ export async function startSubgraph<TContext extends RequestScope>(options: Subg
     context: async (request) => {
       const identity = await identityOf(request);
       const requestId = headerValue(request.headers['x-request-id']) ?? randomUUID();
-      const traceparent = headerValue(request.headers.traceparent) ?? null;
+      const span = spans.get(request);
+      const traceparent = (span && traceparentOf(span)) ?? headerValue(request.headers.traceparent) ?? null;
       // Every line this request logs from here on carries its id (platform/logging/request-scope.ts).
       bindLogScope({ requestId, traceparent });
       const context = options.createContext({ identity, requestId, causation: { correlationId: requestId, causationId: requestId, traceparent } }, request);
