@@ -88,7 +88,8 @@ export function statusesOf(events: readonly StoredOrderEvent[]): OrderStatus[] {
   return [...events].sort((a, b) => a.version - b.version).map((event) => (status = statusAfter(event, status)));
 }
 
-const countsOf = (values: readonly string[]) => values.reduce((counts, value) => counts.set(value, (counts.get(value) ?? 0) + 1), new Map<string, number>());
+/** How often each value occurs. */
+export const countsOf = (values: readonly string[]) => values.reduce((counts, value) => counts.set(value, (counts.get(value) ?? 0) + 1), new Map<string, number>());
 
 const linesKey = (lines: readonly { productId: string; quantity: number }[]) =>
   lines

@@ -1,6 +1,7 @@
 /** Recording what graphql-ws subscriptions receive, for tests of the orders subgraph and the gateway. */
 import type { Client } from 'graphql-ws';
 import type { OrderEvent } from '../../subgraphs/orders/domain/order.ts';
+import { countsOf } from '../../scripts/bench/chaos-invariants.ts';
 import { projectStream } from '../../subgraphs/orders/projections/order-summary.ts';
 
 /** The example: one subscription to which orders, catalog, inventory, payments and shipping each contribute. */
@@ -59,7 +60,6 @@ export interface OrderStreams {
  * twice (a replay, a renewal's overlap). Each version of the order is one event at most.
  */
 export async function statusesHeardTwice(store: OrderStreams, orderId: string, heard: readonly string[]): Promise<string[]> {
-  const count = (list: readonly string[]) => list.reduce((counts, status) => counts.set(status, (counts.get(status) ?? 0) + 1), new Map<string, number>());
-  const inStream = count(projectStream(orderId, await store.readStream(orderId)).timeline.map((entry) => entry.status));
-  return [...count(heard)].filter(([status, times]) => times > (inStream.get(status) ?? 0)).map(([status]) => status);
+  const inStream = countsOf(projectStream(orderId, await store.readStream(orderId)).timeline.map((entry) => entry.status));
+  return [...countsOf(heard)].filter(([status, times]) => times > (inStream.get(status) ?? 0)).map(([status]) => status);
 }

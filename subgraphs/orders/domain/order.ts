@@ -121,11 +121,10 @@ export function evolve(state: OrderState, event: OrderEvent): OrderState {
     case 'OrderRejected':
       return { ...moved('REJECTED'), reason: event.data.reason, rejectedLines: event.data.lines };
     case 'OrderCancelled': {
-      const cancellation = state.cancellation && { ...state.cancellation, outcome: 'ACCEPTED' as const, resolvedAt: at };
       return {
         ...moved('CANCELLED'),
         reason: event.data.reason,
-        cancellation,
+        cancellation: cancellationAfter(state.cancellation, event),
         ...(event.data.reason === 'PAYMENT_DECLINED' ? { paymentStatus: 'DECLINED' as const } : {}),
         ...(event.data.shipmentStatus ? { shipmentStatus: event.data.shipmentStatus } : {}),
       };
@@ -135,10 +134,10 @@ export function evolve(state: OrderState, event: OrderEvent): OrderState {
     case 'OrderDelivered':
       return { ...moved('DELIVERED'), shipmentStatus: 'DELIVERED', deliveredAt: at };
     case 'CancellationRequested':
-      return { ...moved('CANCELLING'), cancellation: { requestedAt: at, outcome: 'PENDING', refusal: null, resolvedAt: null } };
+      return { ...moved('CANCELLING'), cancellation: cancellationAfter(state.cancellation, event) };
     case 'CancellationRefused':
       // The status stays CANCELLING until the event that follows it (OrderShipped) moves it on.
-      return { ...state, cancellation: state.cancellation && { ...state.cancellation, outcome: 'REFUSED', refusal: event.data.reason, resolvedAt: at } };
+      return { ...state, cancellation: cancellationAfter(state.cancellation, event) };
     case 'ReturnRequested':
       return moved('RETURN_REQUESTED');
     case 'ReturnReceived':
@@ -151,6 +150,24 @@ export function evolve(state: OrderState, event: OrderEvent): OrderState {
       return { ...state, paymentStatus: event.data.status };
     case 'ShipmentUpdated':
       return { ...state, shipmentStatus: event.data.status };
+  }
+}
+
+/**
+ * The customer's request to cancel after `event`: one rule for the aggregate and its projections
+ * (projections/order-summary.ts). A snapshot taken before requests existed has none (undefined).
+ */
+export function cancellationAfter(cancellation: Cancellation | null | undefined, event: OrderEvent): Cancellation | null {
+  const current = cancellation ?? null;
+  switch (event.type) {
+    case 'CancellationRequested':
+      return { requestedAt: event.data.at, outcome: 'PENDING', refusal: null, resolvedAt: null };
+    case 'OrderCancelled':
+      return current && { ...current, outcome: 'ACCEPTED', resolvedAt: event.data.at };
+    case 'CancellationRefused':
+      return current && { ...current, outcome: 'REFUSED', refusal: event.data.reason, resolvedAt: event.data.at };
+    default:
+      return current;
   }
 }
 

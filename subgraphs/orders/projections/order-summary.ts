@@ -4,7 +4,7 @@
  * The projector applies them to the database; the API applies them to a stream directly when
  * the projector has not caught up yet. One definition, so both always agree.
  */
-import type { Cancellation, CancellationReason, OrderEvent, OrderStatus, PricedLine, RefundFailureReason, RejectionReason, UnavailableLine } from '../domain/order.ts';
+import { cancellationAfter, type Cancellation, type CancellationReason, type OrderEvent, type OrderStatus, type PricedLine, type RefundFailureReason, type RejectionReason, type UnavailableLine } from '../domain/order.ts';
 
 export interface OrderSummary {
   orderId: string;
@@ -97,13 +97,12 @@ export function projectEvent(summary: OrderSummary | null, event: OrderEvent, ve
     case 'OrderRejected':
       return { summary: { ...next, reason: event.data.reason, rejectedLines: event.data.lines }, entry };
     case 'OrderCancelled':
-      return { summary: { ...next, reason: event.data.reason, cancellation: summary.cancellation && { ...summary.cancellation, outcome: 'ACCEPTED', resolvedAt: at } }, entry };
+      return { summary: { ...next, reason: event.data.reason, cancellation: cancellationAfter(summary.cancellation, event) }, entry };
     case 'RefundFailed':
       return { summary: { ...next, reason: event.data.reason }, entry };
     case 'CancellationRequested':
-      return { summary: { ...next, cancellation: { requestedAt: at, outcome: 'PENDING', refusal: null, resolvedAt: null } }, entry };
     case 'CancellationRefused':
-      return { summary: { ...next, cancellation: summary.cancellation && { ...summary.cancellation, outcome: 'REFUSED', refusal: event.data.reason, resolvedAt: at } }, entry };
+      return { summary: { ...next, cancellation: cancellationAfter(summary.cancellation, event) }, entry };
     default:
       return { summary: next, entry };
   }
